@@ -1,0 +1,63 @@
+"""The ``netlog`` command line: ``netlog serve`` and friends.
+
+``main(argv)`` returns an exit status instead of exiting, so tests can call
+it; the console script wraps it in ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from netlog.settings import ArgumentParser, add_serve_options, settings_from_namespace
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="netlog",
+        description="A network log sink and test server: TCP echo, UDP responder, log sink.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    commands.required = True
+    serve = commands.add_parser(
+        "serve",
+        help="run the echo, responder and log sink listeners",
+        description="Run every listener in one process until SIGTERM or SIGINT.",
+    )
+    add_serve_options(serve, os.environ)
+    return parser
+
+
+def _catch_signals_early() -> list[int]:
+    """Remember SIGTERM/SIGINT from the very start, before gevent is loaded.
+
+    Importing gevent and binding take a moment; a signal then must still
+    take the clean shutdown path rather than end the process mid-start.
+    """
+    seen: list[int] = []
+
+    def remember(signum: int, _frame: object) -> None:
+        seen.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, remember)
+    return seen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``netlog`` command line; the exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    early = _catch_signals_early() if args[:1] == ["serve"] else []
+    namespace = _parser().parse_args(args)
+    if namespace.command == "serve":
+        from servers.runner import serve  # noqa: PLC0415 - gevent only for serve
+
+        return serve(settings_from_namespace(namespace), early_signals=early)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The log sink's listeners: TCP streams and UDP datagrams in, records out.
+
+Handlers are thin: read, feed the decoder, hand records to the pipeline.
+The part with care in it is shutdown (DESIGN.md "Shutdown"): bytes that
+reached the process before the signal are decoded and written, so listeners
+accept what is already queued in their backlog before they close, and open
+connections are read until EOF, until they fall quiet at a record boundary,
+or until the grace deadline, when whatever the kernel holds for them is read
+without waiting.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import struct
+import termios
+import time
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from gevent.server import DatagramServer, StreamServer
+
+from netlog.datagram import decode_datagram
+from netlog.errors import DecodeError
+from netlog.pipeline import Pipeline
+from netlog.record import Record, format_peer
+from netlog.report import Reporter
+from netlog.stream import StreamDecoder
+from servers.responder import MAX_DATAGRAM, bind_udp
+
+#: Bytes read per recv; large reads amortise the per-call cost.
+READ_SIZE = 256 * 1024
+#: Reads in a row before a handler yields, so one fast sender cannot starve
+#: the others (a gevent recv that finds data ready never switches).
+READS_PER_YIELD = 8
+#: While draining, a connection at a record boundary that stays silent this
+#: long is finished: an application's idle SocketHandler never closes its
+#: connection, and waiting the whole grace for it helps nobody.
+DRAIN_QUIET = 0.5
+
+
+class StartDrain(Exception):  # noqa: N818 - a signal thrown into a handler, not an error
+    """Thrown into handlers when shutdown begins."""
+
+
+class DrainNow(Exception):  # noqa: N818 - same
+    """Thrown into handlers when the grace period is over."""
+
+
+def buffered_bytes(sock: Any) -> int:
+    """How many bytes the kernel holds for ``sock`` right now (FIONREAD)."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", raw)[0])
+
+
+def read_buffered(sock: Any) -> bytes:
+    """Read what is already buffered on ``sock`` without waiting for more.
+
+    Bounded by what FIONREAD reports at the start, so a peer that keeps
+    sending cannot hold shutdown open.
+    """
+    remaining = buffered_bytes(sock)
+    chunks = []
+    sock.settimeout(0.0)
+    while remaining > 0:
+        try:
+            chunk = sock.recv(min(remaining, READ_SIZE))
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+class LogStreamServer(StreamServer):  # type: ignore[misc]
+    """Log records over TCP: SocketHandler pickles, JSON lines, text lines."""
+
+    name = "log_tcp"
+
+    def __init__(
+        self,
+        listener: tuple[str, int],
+        pipeline: Pipeline,
+        report: Reporter,
+        *,
+        idle_timeout: float,
+        max_connections: int,
+        max_frame: int,
+        max_line: int,
+    ) -> None:
+        super().__init__(listener, spawn=Pool(max_connections))
+        self.pipeline = pipeline
+        self.stats = pipeline.stats
+        self.report = report
+        self.idle_timeout = idle_timeout
+        self.max_frame = max_frame
+        self.max_line = max_line
+        self.draining = False
+        self._handlers: set[gevent.Greenlet] = set()
+
+    def handle(self, sock: Any, address: Any) -> None:
+        me = gevent.getcurrent()
+        self._handlers.add(me)
+        self.stats.connections_total[self.name] += 1
+        self.stats.connections_open[self.name] += 1
+        peer = format_peer(address)
+        decoder = StreamDecoder(peer, max_frame=self.max_frame, max_line=self.max_line)
+        try:
+            self._serve(sock, decoder)
+        except DecodeError as exc:
+            self.stats.bad_frames[exc.reason] += 1
+            self.stats.dropped[exc.reason] += 1
+            self.report(f"log connection from {peer} closed: {exc}", key=exc.reason)
+        finally:
+            self._handlers.discard(me)
+            self.stats.connections_open[self.name] -= 1
+            self._account(decoder, peer)
+
+    def _serve(self, sock: Any, decoder: StreamDecoder) -> None:
+        submit = self.pipeline.submit
+        bytes_in = self.stats.bytes_in
+        draining = self.draining
+        sock.settimeout(DRAIN_QUIET if draining else self.idle_timeout)
+        reads = 0
+        while True:
+            try:
+                reads += 1
+                if reads % READS_PER_YIELD == 0:
+                    gevent.sleep(0)
+                data = sock.recv(READ_SIZE)
+            except StartDrain:
+                draining = True
+                sock.settimeout(DRAIN_QUIET)
+                continue
+            except DrainNow:
+                data = read_buffered(sock)
+                bytes_in[self.name] += len(data)
+                submit(decoder.feed(data))
+                submit(decoder.feed(b""))
+                return
+            except TimeoutError:
+                if decoder.pending == 0 and (draining or decoder.records > 0):
+                    if draining:
+                        submit(decoder.feed(b""))
+                        return
+                    # A quiet application between records: not an idle
+                    # attacker, and closing would make SocketHandler lose
+                    # the next record.  Keep it.
+                    continue
+                self.stats.notes["idle_timeout"] += 1
+                submit(decoder.feed(b""))
+                return
+            except OSError:
+                data = b""  # reset by peer: same as EOF for what we hold
+            if data:
+                bytes_in[self.name] += len(data)
+                records = decoder.feed(data)
+                if records:
+                    submit(records)
+            else:
+                submit(decoder.feed(b""))
+                return
+
+    def _account(self, decoder: StreamDecoder, peer: str) -> None:
+        """Move a finished connection's problem counts into the shared stats."""
+        if not decoder.dropped:
+            self.stats.notes.update(decoder.notes)
+            return
+        self.stats.dropped.update(decoder.dropped)
+        self.stats.notes.update(decoder.notes)
+        for reason, count in decoder.dropped.items():
+            if reason in ("bad_frame", "bad_json"):
+                self.stats.bad_frames[reason] += count
+        problem = decoder.last_problem or ", ".join(decoder.dropped)
+        self.report(f"log connection from {peer}: {problem}", key=f"conn:{problem[:40]}")
+
+    def stop_accepting_and_drain_backlog(self) -> None:
+        """Accept every connection already queued by the kernel, then close.
+
+        Those clients completed their handshake and may have sent records:
+        their bytes reached the machine before the signal.
+        """
+        self.draining = True
+        pool = self.pool
+        while not pool.full():
+            try:
+                args = self.do_read()
+            except OSError:
+                break
+            if not args:
+                break
+            self.do_handle(*args)
+        self.close()
+
+    def start_drain(self) -> None:
+        """Tell running handlers that shutdown has begun."""
+        for handler in list(self._handlers):
+            handler.kill(StartDrain, block=False)
+
+    def finish_drain(self, deadline: float) -> None:
+        """Wait for handlers until ``deadline``, then make them read what is buffered."""
+        self.pool.join(timeout=max(0.0, deadline - time.monotonic()))
+        for handler in list(self._handlers):
+            handler.kill(DrainNow, block=False)
+        self.pool.join(timeout=5.0)
+        self.pool.kill(block=True, timeout=1.0)
+
+
+class LogDatagramServer(DatagramServer):  # type: ignore[misc]
+    """Log records over UDP, one per datagram; never replies to anything."""
+
+    name = "log_udp"
+
+    def __init__(
+        self, listener: tuple[str, int], pipeline: Pipeline, report: Reporter, *, max_frame: int
+    ) -> None:
+        super().__init__(listener, spawn=None)
+        self.pipeline = pipeline
+        self.stats = pipeline.stats
+        self.report = report
+        self.max_frame = max_frame
+
+    def init_socket(self) -> None:
+        super().init_socket()
+        bind_udp(self)
+
+    def do_read(self) -> tuple[bytes, Any] | None:
+        try:
+            return self._socket.recvfrom(MAX_DATAGRAM)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            return None
+
+    def handle(self, data: bytes, address: Any) -> None:
+        record = self._decode(data, address)
+        if record is not None:
+            self.pipeline.submit((record,))
+
+    def _decode(self, data: bytes, address: Any) -> Record | None:
+        self.stats.bytes_in[self.name] += len(data)
+        peer = format_peer(address)
+        try:
+            return decode_datagram(data, peer, time.time(), max_frame=self.max_frame)
+        except DecodeError as exc:
+            self.stats.bad_frames[exc.reason] += 1
+            self.stats.dropped[exc.reason] += 1
+            self.report(f"log datagram from {peer} dropped: {exc}", key=f"udp:{exc.reason}")
+            return None
+
+    def drain_and_close(self) -> None:
+        """Decode every datagram already queued on the socket, then close it."""
+        records = []
+        while True:
+            try:
+                item = self.do_read()
+            except OSError:
+                break
+            if item is None:
+                break
+            record = self._decode(*item)
+            if record is not None:
+                records.append(record)
+        self.pipeline.submit(records)
+        self.close()
+
+
+def close_quietly(server: Any) -> None:
+    """Close a listener; closing twice or a half-started one is fine."""
+    try:
+        server.close()
+    except (OSError, AttributeError):
+        pass
+
+
+__all__ = [
+    "DrainNow",
+    "LogDatagramServer",
+    "LogStreamServer",
+    "StartDrain",
+    "close_quietly",
+    "read_buffered",
+]

@@ -1,0 +1,237 @@
+"""Start every enabled listener, write the ready file, and shut down as promised.
+
+The order of shutdown is the contract of DESIGN.md: stop accepting first
+(after taking what the kernel already queued), let log connections finish
+within ``--grace``, read what is buffered, write, fsync, print one summary
+line, exit 0.  A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import gevent
+import gevent.event
+import orjson
+
+from netlog.console import ConsoleSink
+from netlog.jsonl import JsonlFileSink
+from netlog.pipeline import Pipeline
+from netlog.report import Reporter
+from netlog.settings import DISABLED, Settings
+from netlog.stats import Stats
+from servers.echo import EchoServer
+from servers.logsink import LogDatagramServer, LogStreamServer, close_quietly
+from servers.responder import ResponderServer
+
+#: How long echo connections get at shutdown, at most (they promise nothing).
+ECHO_GRACE = 1.0
+
+
+class StartupError(Exception):
+    """A problem that stops ``serve`` before it serves: one line, exit 2."""
+
+
+def write_ready_file(path: Path, ports: dict[str, int]) -> None:
+    """Write the bound ports atomically: readers see the whole file or none."""
+    body = orjson.dumps({"pid": os.getpid(), **ports})
+    directory = path.parent if str(path.parent) else Path()
+    fd, tmp = tempfile.mkstemp(prefix=".ready-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(body)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _describe_bind_error(what: str, host: str, port: int, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        reason = "address already in use"
+    return f"cannot listen for {what} on {host}:{port}: {reason}"
+
+
+class Runner:
+    """One ``netlog serve`` process: its listeners, sinks and lifecycle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stderr: TextIO | None = None,
+        early_signals: list[int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.report = Reporter(stderr)
+        self.stats = Stats()
+        self.stop_event = gevent.event.Event()
+        self._early_signals = early_signals if early_signals is not None else []
+        self._signals_seen = 0
+        self.files: JsonlFileSink | None = None
+        self.pipeline: Pipeline | None = None
+        self.echo: EchoServer | None = None
+        self.responder: ResponderServer | None = None
+        self.log_tcp: LogStreamServer | None = None
+        self.log_udp: LogDatagramServer | None = None
+        self._listeners: list[tuple[str, Any]] = []
+
+    # -- start-up -----------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until a signal; the process exit status."""
+        self._install_signal_handlers()
+        try:
+            self._start()
+        except StartupError as exc:
+            self.report.write(f"netlog serve: error: {exc}")
+            self._close_listeners()
+            return 2
+        self.stop_event.wait()
+        self._shutdown()
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, self._on_signal, signum)
+        for signum in self._early_signals:
+            self._on_signal(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            self.report.write(f"netlog: second {signal.Signals(signum).name}: exiting now")
+            os._exit(1)
+        self.stop_event.set()
+
+    def _start(self) -> None:
+        s = self.settings
+        if s.log_tcp_port != DISABLED or s.log_udp_port != DISABLED:
+            self._open_sinks()
+        if s.echo_port != DISABLED:
+            self.echo = EchoServer(
+                (s.host, s.echo_port),
+                idle_timeout=s.idle_timeout,
+                max_connections=s.max_connections,
+            )
+            self._bind("echo", "TCP echo", self.echo, s.echo_port)
+        if s.responder_port != DISABLED:
+            self.responder = ResponderServer((s.host, s.responder_port), rate=s.responder_rate)
+            self._bind("responder", "the UDP responder", self.responder, s.responder_port)
+        if self.pipeline is not None and s.log_tcp_port != DISABLED:
+            self.log_tcp = LogStreamServer(
+                (s.host, s.log_tcp_port),
+                self.pipeline,
+                self.report,
+                idle_timeout=s.idle_timeout,
+                max_connections=s.max_connections,
+                max_frame=s.max_frame,
+                max_line=s.max_line,
+            )
+            self._bind("log_tcp", "TCP logs", self.log_tcp, s.log_tcp_port)
+        if self.pipeline is not None and s.log_udp_port != DISABLED:
+            self.log_udp = LogDatagramServer(
+                (s.host, s.log_udp_port), self.pipeline, self.report, max_frame=s.max_frame
+            )
+            self._bind("log_udp", "UDP logs", self.log_udp, s.log_udp_port)
+        ports = {name: int(server.address[1]) for name, server in self._listeners}
+        if s.ready_file is not None:
+            try:
+                write_ready_file(s.ready_file, ports)
+            except OSError as exc:
+                raise StartupError(f"cannot write ready file {s.ready_file}: {exc}") from exc
+        listening = ", ".join(f"{name} {port}" for name, port in ports.items())
+        self.report.write(f"netlog: serving on {s.host}: {listening or 'no listeners'}")
+        if self.pipeline is not None:
+            gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval)
+
+    def _open_sinks(self) -> None:
+        s = self.settings
+        files = JsonlFileSink(
+            s.log_dir, max_bytes=s.max_bytes, backups=s.backups, report=self.report
+        )
+        try:
+            files.open()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StartupError(f"log dir {s.log_dir} is not writable: {reason}") from exc
+        self.files = files
+        self.pipeline = Pipeline(files, ConsoleSink(s.console), self.stats)
+
+    def _bind(self, name: str, what: str, server: Any, port: int) -> None:
+        try:
+            server.start()
+        except OSError as exc:
+            raise StartupError(_describe_bind_error(what, self.settings.host, port, exc)) from exc
+        self._listeners.append((name, server))
+
+    @staticmethod
+    def _flush_forever(pipeline: Pipeline, interval: float) -> None:
+        while True:
+            gevent.sleep(interval)
+            pipeline.flush()
+
+    # -- shutdown -----------------------------------------------------------
+
+    def _close_listeners(self) -> None:
+        for _name, server in self._listeners:
+            close_quietly(server)
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        deadline = started + self.settings.grace
+        # 1. Stop accepting everywhere, taking in what the kernel queued.
+        if self.log_udp is not None:
+            self.log_udp.drain_and_close()
+        if self.log_tcp is not None:
+            self.log_tcp.stop_accepting_and_drain_backlog()
+        for server in (self.echo, self.responder):
+            if server is not None:
+                close_quietly(server)
+        # 2. Let log connections finish within the grace; echo gets a moment.
+        echo_stop = None
+        if self.echo is not None:
+            echo_stop = gevent.spawn(self.echo.stop, min(ECHO_GRACE, self.settings.grace))
+        if self.log_tcp is not None:
+            self.log_tcp.start_drain()
+            self.log_tcp.finish_drain(deadline)
+        if echo_stop is not None:
+            echo_stop.join()
+        # 3. Write, flush, fsync.
+        written = 0
+        if self.pipeline is not None and self.files is not None:
+            self.pipeline.flush()
+            self.files.close()
+            written = self.files.written
+            if self.files.dropped:
+                self.stats.dropped["disk_overflow"] += self.files.dropped
+        # 4. One summary line.
+        took = time.monotonic() - started
+        line = f"netlog: stopped in {took:.2f}s: {self.stats.summary(written)}"
+        if self.responder is not None:
+            r = self.responder
+            line += (
+                f"; probes: {r.answered} answered, {r.rate_limited} rate-limited, "
+                f"{r.refused} refused (privileged source port)"
+            )
+        self.report.write(line)
+
+
+def serve(
+    settings: Settings,
+    *,
+    early_signals: list[int] | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run ``netlog serve`` with ``settings``; the exit status."""
+    return Runner(settings, stderr=stderr, early_signals=early_signals).run()
+
+
+__all__ = ["Runner", "StartupError", "serve"]

@@ -1,0 +1,143 @@
+"""A real ``netlog serve`` process on ephemeral ports, for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class NetlogProcess:
+    """One running server; ``ports`` comes from its ready file."""
+
+    proc: subprocess.Popen
+    workdir: Path
+    log_dir: Path
+    ports: dict[str, int]
+    stdout_path: Path
+    stderr_path: Path
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def address(self, name: str) -> tuple[str, int]:
+        return (HOST, self.ports[name])
+
+    def records(self) -> list[dict]:
+        path = self.log_dir / "records.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+    def wait_records(self, count: int, timeout: float = 15.0) -> list[dict]:
+        def enough():
+            records = self.records()
+            return records if len(records) >= count else None
+
+        return wait_for(enough, timeout, what=f"{count} records on disk")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "servers", *args]
+
+
+def start(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 20.0):
+    """Start ``python -m servers`` with every port ephemeral unless ``args`` says otherwise."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_dir = workdir / "data"
+    ready = workdir / "ready.json"
+    ready.unlink(missing_ok=True)
+    defaults = {
+        "--host": HOST,
+        "--echo-port": "0",
+        "--responder-port": "0",
+        "--log-tcp-port": "0",
+        "--log-udp-port": "0",
+        "--http-port": "0",
+        "--log-dir": str(log_dir),
+        "--console": "off",
+        "--flush-interval": "0.05",
+        "--ready-file": str(ready),
+    }
+    given = set(args)
+    argv = [item for key, value in defaults.items() if key not in given for item in (key, value)]
+    argv += list(args)
+    stdout_path = workdir / "stdout.txt"
+    stderr_path = workdir / "stderr.txt"
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        proc = subprocess.Popen(
+            command(*argv), cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=full_env
+        )
+
+    def ready_ports():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"netlog exited {proc.returncode} during start: {stderr_path.read_text()}"
+            )
+        try:
+            return json.loads(ready.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    try:
+        ports = wait_for(ready_ports, timeout, what="the ready file")
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        raise
+    return NetlogProcess(proc, workdir, log_dir, ports, stdout_path, stderr_path, list(args))

@@ -1,0 +1,158 @@
+"""The command line from outside: bad input, ready file, signals."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from netlogproc import ROOT, command, wait_for
+
+
+def run_cli(*args, env=None, timeout=30):
+    import os
+
+    return subprocess.run(
+        command(*args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(done, *words):
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+class TestBadCommandLine:
+    """Every bad command line: one line on stderr, exit 2, no traceback."""
+
+    @pytest.mark.parametrize(
+        ("args", "words"),
+        [
+            (["--echo-port", "abc"], ["--echo-port", "abc"]),
+            (["--log-tcp-port", "70000"], ["--log-tcp-port", "70000"]),
+            (["--responder-port", "-2"], ["--responder-port"]),
+            (["--grace", "soon"], ["--grace"]),
+            (["--console", "loud"], ["--console", "loud"]),
+            (["--max-connections", "0"], ["--max-connections"]),
+            (["--no-such-option"], ["--no-such-option"]),
+        ],
+    )
+    def test_bad_option(self, args, words):
+        assert_one_line_error(run_cli(*args), *words)
+
+    def test_bad_environment_variable_is_named(self):
+        done = run_cli(env={"NETLOG_ECHO_PORT": "seven"})
+        assert_one_line_error(done, "NETLOG_ECHO_PORT", "seven")
+
+    def test_port_in_use(self, tmp_path):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            done = run_cli(
+                "--host", "127.0.0.1", "--echo-port", str(port), "--responder-port", "0",
+                "--log-tcp-port", "0", "--log-udp-port", "0", "--http-port", "0",
+                "--log-dir", str(tmp_path / "d"),
+            )
+        assert_one_line_error(done, str(port), "in use")
+
+    def test_unwritable_log_dir(self, tmp_path):
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a directory")
+        done = run_cli(
+            "--host", "127.0.0.1", "--echo-port", "0", "--responder-port", "0",
+            "--log-tcp-port", "0", "--log-udp-port", "0", "--http-port", "0",
+            "--log-dir", str(blocker / "logs"),
+        )
+        assert_one_line_error(done, "log dir", str(blocker / "logs"))
+
+
+class TestReadyFile:
+    """The ready file names every bound port, and only enabled listeners."""
+
+    def test_ports_are_real_and_disabled_listeners_absent(self, netlog_factory):
+        server = netlog_factory("--responder-port", "-1")
+        assert server.ports["pid"] == server.pid
+        assert "responder" not in server.ports
+        for name in ("echo", "log_tcp"):
+            with socket.create_connection(server.address(name), timeout=5):
+                pass
+
+    def test_environment_sets_options_and_flags_win(self, netlog_factory):
+        server = netlog_factory(
+            "--echo-port", "-1", env={"NETLOG_ECHO_PORT": "0", "NETLOG_RESPONDER_PORT": "-1"}
+        )
+        assert "echo" not in server.ports  # flag beat the environment
+        assert "responder" not in server.ports  # environment beat the default
+
+
+class TestSignals:
+    """SIGTERM and SIGINT stop the server cleanly, exit 0, no traceback."""
+
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+    def test_signal_exits_zero_with_summary(self, netlog, signum):
+        started = time.monotonic()
+        assert netlog.stop(signum, timeout=20) == 0
+        assert time.monotonic() - started < 10
+        err = netlog.stderr()
+        assert "Traceback" not in err
+        assert "records written" in err
+
+    def test_open_echo_connection_does_not_block_shutdown(self, netlog):
+        with socket.create_connection(netlog.address("echo"), timeout=10) as sock:
+            sock.sendall(b"x")
+            assert netlog.stop(timeout=20) == 0
+
+    def test_signal_during_start_up_exits_cleanly(self, tmp_path):
+        ready = tmp_path / "ready.json"
+        proc = subprocess.Popen(
+            command(
+                "--host", "127.0.0.1", "--echo-port", "0", "--responder-port", "0",
+                "--log-tcp-port", "0", "--log-udp-port", "0", "--http-port", "0",
+                "--log-dir", str(tmp_path / "d"), "--ready-file", str(ready),
+            ),
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )
+        time.sleep(0.15)  # inside start-up: imports are still running
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert b"Traceback" not in err
+
+
+class TestEntryPoints:
+    """`netlog serve` and `python -m servers` are the same command."""
+
+    def test_console_script_serves(self, tmp_path):
+        script = Path(sys.executable).with_name("netlog")
+        if not script.exists():
+            pytest.skip("the netlog console script is not installed in this environment")
+        ready = tmp_path / "ready.json"
+        proc = subprocess.Popen(
+            [str(script), "serve", "--host", "127.0.0.1", "--echo-port", "0",
+             "--responder-port", "-1", "--log-tcp-port", "-1", "--log-udp-port", "-1",
+             "--http-port", "-1", "--ready-file", str(ready)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )
+        try:
+            ports = wait_for(lambda: ready.exists() and json.loads(ready.read_text()), 20)
+            with socket.create_connection(("127.0.0.1", ports["echo"]), timeout=5) as sock:
+                sock.sendall(b"hi")
+                assert sock.recv(2) == b"hi"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+        assert proc.returncode == 0

@@ -1,0 +1,131 @@
+"""TCP echo against the real process: byte-exact, streamed, bounded."""
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from netlogproc import HOST, wait_for
+
+
+def connect(address, timeout=10.0):
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def recv_all(sock) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class TestEcho:
+    """Echo semantics of RFC 862 and the Protohackers smoke test."""
+
+    def test_five_clients_each_echo_one_mib_with_half_close(self, netlog):
+        payloads = [os.urandom(1 << 20) for _ in range(5)]
+        results: dict[int, bytes] = {}
+        errors: list[BaseException] = []
+
+        def client(i: int) -> None:
+            try:
+                with connect(netlog.address("echo")) as sock:
+                    sender = threading.Thread(
+                        target=lambda: (sock.sendall(payloads[i]), sock.shutdown(socket.SHUT_WR))
+                    )
+                    sender.start()
+                    results[i] = recv_all(sock)
+                    sender.join(10)
+            except BaseException as exc:  # reported below, with the others
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors
+        for i, payload in enumerate(payloads):
+            assert results[i] == payload
+
+    def test_one_byte_per_write(self, netlog):
+        payload = bytes(range(256))
+        with connect(netlog.address("echo")) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(len(payload)):
+                sock.sendall(payload[i : i + 1])
+            sock.shutdown(socket.SHUT_WR)
+            assert recv_all(sock) == payload
+
+    def test_echo_is_streamed_not_buffered_until_eof(self, netlog):
+        with connect(netlog.address("echo")) as sock:
+            sock.sendall(b"first line\n")
+            received = b""
+            while len(received) < 11:
+                received += sock.recv(100)
+            assert received == b"first line\n"
+
+    def test_client_that_never_reads_does_not_grow_server_memory(self, netlog):
+        before = netlog.rss_kib()
+        block = os.urandom(1 << 16)
+        sent = 0
+        with connect(netlog.address("echo")) as sock:
+            sock.setblocking(False)
+            deadline = time.monotonic() + 5
+            stalled_since = None
+            while time.monotonic() < deadline and sent < (256 << 20):
+                try:
+                    sent += sock.send(block)
+                    stalled_since = None
+                except BlockingIOError:
+                    stalled_since = stalled_since or time.monotonic()
+                    if time.monotonic() - stalled_since > 1.0:
+                        break
+                    time.sleep(0.01)
+            grown_kib = netlog.rss_kib() - before
+        # The server stopped reading: the client was blocked long before
+        # 256 MiB, and the server holds at most a buffer's worth.
+        assert stalled_since is not None, f"client never blocked after {sent} bytes"
+        assert sent < (64 << 20)
+        assert grown_kib < 10 * 1024
+
+    def test_idle_connection_is_closed(self, netlog_factory):
+        server = netlog_factory("--idle-timeout", "0.3")
+        with connect(server.address("echo")) as sock:
+            assert sock.recv(10) == b""
+
+
+@pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")
+class TestEchoWithNc:
+    """The README's nc example, as a user types it (numeric host in tests)."""
+
+    def test_nc_echo(self, netlog):
+        port = str(netlog.ports["echo"])
+        done = subprocess.run(
+            ["nc", "-N", HOST, port], input=b"hello netlog\n", capture_output=True, timeout=10
+        )
+        assert done.stdout == b"hello netlog\n"
+
+    def test_nc_udp_probe(self, netlog):
+        port = str(netlog.ports["responder"])
+        done = subprocess.run(
+            ["nc", "-u", "-w1", HOST, port], input=b"ping\n", capture_output=True, timeout=10
+        )
+        assert done.stdout == b"pong\n"
+
+    def test_server_survives_many_clients_closing(self, netlog):
+        for _ in range(20):
+            with connect(netlog.address("echo")) as sock:
+                sock.sendall(b"x")
+        with connect(netlog.address("echo")) as sock:
+            sock.sendall(b"still here")
+            sock.shutdown(socket.SHUT_WR)
+            assert recv_all(sock) == b"still here"
+        wait_for(lambda: netlog.proc.poll() is None, 1, what="the server to keep running")
