@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from netlog.commands import add_probe_parser, add_send_parser, run_probe, run_send
 from netlog.settings import ArgumentParser, add_serve_options, settings_from_namespace
 
 
@@ -27,6 +28,8 @@ def _parser() -> ArgumentParser:
         description="Run every listener in one process until SIGTERM or SIGINT.",
     )
     add_serve_options(serve, os.environ)
+    add_send_parser(commands)
+    add_probe_parser(commands)
     return parser
 
 
@@ -55,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from servers.runner import serve  # noqa: PLC0415 - gevent only for serve
 
         return serve(settings_from_namespace(namespace), early_signals=early)
+    if namespace.command == "send":
+        return run_send(namespace)
+    if namespace.command == "probe":
+        return run_probe(namespace)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

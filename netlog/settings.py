@@ -146,10 +146,20 @@ _OPTIONS: tuple[tuple[str, Callable[[str], object], object, str], ...] = (
     ("--grace", _non_negative, DEFAULT_GRACE, "seconds shutdown waits for open log connections"),
     ("--ready-file", _path, None, "write the bound ports here as JSON once listening"),
     ("--idle-timeout", _positive_seconds, DEFAULT_IDLE_TIMEOUT, "close silent connections"),
-    ("--max-connections", _positive_int, DEFAULT_MAX_CONNECTIONS, "concurrent connections per TCP listener"),
+    (
+        "--max-connections",
+        _positive_int,
+        DEFAULT_MAX_CONNECTIONS,
+        "concurrent connections per TCP listener",
+    ),
     ("--max-frame", _positive_int, DEFAULT_MAX_FRAME, "largest SocketHandler frame, bytes"),
     ("--max-line", _positive_int, DEFAULT_MAX_LINE, "longest JSON or text line, bytes"),
-    ("--responder-rate", _non_negative, DEFAULT_RESPONDER_RATE, "UDP replies/s per source, 0 = unlimited"),
+    (
+        "--responder-rate",
+        _non_negative,
+        DEFAULT_RESPONDER_RATE,
+        "UDP replies/s per source, 0 = unlimited",
+    ),
     ("--flush-interval", _positive_seconds, DEFAULT_FLUSH_INTERVAL, "seconds between file flushes"),
     ("--max-bytes", _positive_int, DEFAULT_MAX_BYTES, "rotate records.jsonl at this size"),
     ("--backups", _non_negative_int, DEFAULT_BACKUPS, "rotated files kept"),
@@ -165,6 +175,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``message`` as the only line and exit 2."""
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -21,11 +21,14 @@ CHUNK = 65536
 class EchoServer(StreamServer):  # type: ignore[misc]
     """A StreamServer whose connections echo until EOF or ``idle_timeout``."""
 
-    def __init__(self, listener: tuple[str, int], *, idle_timeout: float, max_connections: int) -> None:
+    def __init__(
+        self, listener: tuple[str, int], *, idle_timeout: float, max_connections: int
+    ) -> None:
         super().__init__(listener, spawn=Pool(max_connections))
         self.idle_timeout = idle_timeout
 
     def handle(self, sock: Any, _address: Any) -> None:
+        """Echo until EOF, then half-close; gevent closes the socket on return."""
         sock.settimeout(self.idle_timeout)
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)

@@ -11,6 +11,7 @@ without waiting.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import struct
 import termios
@@ -105,6 +106,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self._handlers: set[gevent.Greenlet] = set()
 
     def handle(self, sock: Any, address: Any) -> None:
+        """Decode one connection until EOF, a fatal decode error, or shutdown."""
         me = gevent.getcurrent()
         self._handlers.add(me)
         self.stats.connections_total[self.name] += 1
@@ -227,16 +229,19 @@ class LogDatagramServer(DatagramServer):  # type: ignore[misc]
         self.max_frame = max_frame
 
     def init_socket(self) -> None:
+        """Bind, then make room for full-size datagrams."""
         super().init_socket()
         bind_udp(self)
 
     def do_read(self) -> tuple[bytes, Any] | None:
+        """Read whole datagrams (gevent reads only 8192 bytes)."""
         try:
             return self._socket.recvfrom(MAX_DATAGRAM)  # type: ignore[no-any-return]
         except BlockingIOError:
             return None
 
     def handle(self, data: bytes, address: Any) -> None:
+        """Decode one datagram inline: no greenlet per datagram."""
         record = self._decode(data, address)
         if record is not None:
             self.pipeline.submit((record,))
@@ -271,10 +276,8 @@ class LogDatagramServer(DatagramServer):  # type: ignore[misc]
 
 def close_quietly(server: Any) -> None:
     """Close a listener; closing twice or a half-started one is fine."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         server.close()
-    except (OSError, AttributeError):
-        pass
 
 
 __all__ = [

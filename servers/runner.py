@@ -101,8 +101,8 @@ class Runner:
     def _install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, self._on_signal, signum)
-        for signum in self._early_signals:
-            self._on_signal(signum)
+        for early in self._early_signals:
+            self._on_signal(early)
 
     def _on_signal(self, signum: int) -> None:
         self._signals_seen += 1

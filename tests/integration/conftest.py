@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from netlogproc import NetlogProcess, start  # noqa: E402
+from netlogproc import NetlogProcess, start
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The command line from outside: bad input, ready file, signals."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -9,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from netlogproc import ROOT, command, wait_for
 
 
 def run_cli(*args, env=None, timeout=30):
-    import os
-
     return subprocess.run(
         command(*args),
         cwd=ROOT,
@@ -63,9 +63,20 @@ class TestBadCommandLine:
             busy.listen()
             port = busy.getsockname()[1]
             done = run_cli(
-                "--host", "127.0.0.1", "--echo-port", str(port), "--responder-port", "0",
-                "--log-tcp-port", "0", "--log-udp-port", "0", "--http-port", "0",
-                "--log-dir", str(tmp_path / "d"),
+                "--host",
+                "127.0.0.1",
+                "--echo-port",
+                str(port),
+                "--responder-port",
+                "0",
+                "--log-tcp-port",
+                "0",
+                "--log-udp-port",
+                "0",
+                "--http-port",
+                "0",
+                "--log-dir",
+                str(tmp_path / "d"),
             )
         assert_one_line_error(done, str(port), "in use")
 
@@ -73,9 +84,20 @@ class TestBadCommandLine:
         blocker = tmp_path / "a-file"
         blocker.write_text("not a directory")
         done = run_cli(
-            "--host", "127.0.0.1", "--echo-port", "0", "--responder-port", "0",
-            "--log-tcp-port", "0", "--log-udp-port", "0", "--http-port", "0",
-            "--log-dir", str(blocker / "logs"),
+            "--host",
+            "127.0.0.1",
+            "--echo-port",
+            "0",
+            "--responder-port",
+            "0",
+            "--log-tcp-port",
+            "0",
+            "--log-udp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--log-dir",
+            str(blocker / "logs"),
         )
         assert_one_line_error(done, "log dir", str(blocker / "logs"))
 
@@ -120,11 +142,27 @@ class TestSignals:
         ready = tmp_path / "ready.json"
         proc = subprocess.Popen(
             command(
-                "--host", "127.0.0.1", "--echo-port", "0", "--responder-port", "0",
-                "--log-tcp-port", "0", "--log-udp-port", "0", "--http-port", "0",
-                "--log-dir", str(tmp_path / "d"), "--ready-file", str(ready),
+                "--host",
+                "127.0.0.1",
+                "--echo-port",
+                "0",
+                "--responder-port",
+                "0",
+                "--log-tcp-port",
+                "0",
+                "--log-udp-port",
+                "0",
+                "--http-port",
+                "0",
+                "--log-dir",
+                str(tmp_path / "d"),
+                "--ready-file",
+                str(ready),
             ),
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
         )
         time.sleep(0.15)  # inside start-up: imports are still running
         proc.send_signal(signal.SIGTERM)
@@ -142,10 +180,27 @@ class TestEntryPoints:
             pytest.skip("the netlog console script is not installed in this environment")
         ready = tmp_path / "ready.json"
         proc = subprocess.Popen(
-            [str(script), "serve", "--host", "127.0.0.1", "--echo-port", "0",
-             "--responder-port", "-1", "--log-tcp-port", "-1", "--log-udp-port", "-1",
-             "--http-port", "-1", "--ready-file", str(ready)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            [
+                str(script),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--echo-port",
+                "0",
+                "--responder-port",
+                "-1",
+                "--log-tcp-port",
+                "-1",
+                "--log-udp-port",
+                "-1",
+                "--http-port",
+                "-1",
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
         )
         try:
             ports = wait_for(lambda: ready.exists() and json.loads(ready.read_text()), 20)

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from netlogproc import HOST, wait_for
 
 

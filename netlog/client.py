@@ -1,0 +1,406 @@
+"""Point an application's logging at the sink, and lose nothing on the way.
+
+The stdlib ``SocketHandler`` connects and sends in the caller's thread, drops
+records while the sink is unreachable (including an application's first
+records when it starts before the sink), and loses what is in flight at exit
+(python/cpython#84532).  :class:`SinkHandler` encodes in the caller's thread
+(so the record is captured as it was) and hands the bytes to one background
+thread that owns the connection: it reconnects with backoff, keeps a bounded
+buffer while the sink is down, and flushes at ``close()`` and at exit.
+
+Works with plain threads and under gevent's monkey patching (the thread is
+then a greenlet and every wait is cooperative).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import logging.handlers
+import os
+import pickle
+import select
+import socket
+import struct
+import sys
+import threading
+from collections import deque
+from collections.abc import MutableMapping
+from typing import Any, Literal
+
+import orjson
+
+DEFAULT_ADDRESS = "127.0.0.1:9020"
+DEFAULT_PORT = logging.handlers.DEFAULT_TCP_LOGGING_PORT
+
+Wire = Literal["pickle", "json"]
+
+#: Attributes every LogRecord has; an ``extra=`` key among them would make
+#: ``Logger.makeRecord`` raise, so :func:`configure`'s structlog chain renames them.
+RESERVED_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_STANDARD_ATTRS = RESERVED_ATTRS
+
+
+def parse_address(address: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``"host:port"``, ``"[::1]:port"`` or ``"host"`` -> ``(host, port)``."""
+    text = address.strip()
+    if not text:
+        raise ValueError("an empty address")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not port_text:
+        return host, default_port
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{address!r}: {port_text!r} is not a port") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{address!r}: {port} is not a port")
+    return host or "127.0.0.1", port
+
+
+def _jsonable_default(value: Any) -> str:
+    return str(value)
+
+
+class SinkHandler(logging.Handler):
+    """A ``logging.Handler`` whose ``emit`` never waits for the network.
+
+    ``capacity`` records are kept while the sink is unreachable; beyond that
+    the oldest are dropped, counted, and reported as one warning record once
+    the connection is back.  ``wire`` is ``"pickle"`` (SocketHandler's frames)
+    or ``"json"`` (one JSON object a line).
+    """
+
+    #: Records sent in one write.
+    BATCH = 512
+    #: Reconnect backoff, seconds: first wait and ceiling.
+    BACKOFF_START = 0.05
+    BACKOFF_MAX = 2.0
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        capacity: int = 10_000,
+        wire: Wire = "pickle",
+        connect_timeout: float = 2.0,
+        close_timeout: float = 5.0,
+        warn_undelivered: bool = True,
+    ) -> None:
+        super().__init__()
+        if wire not in ("pickle", "json"):
+            raise ValueError(f"wire must be 'pickle' or 'json', not {wire!r}")
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.address = (host, port)
+        self.capacity = capacity
+        self.wire = wire
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.warn_undelivered = warn_undelivered
+        self.dropped = 0
+        """Records dropped so far because the buffer was full."""
+        self.sent = 0
+        """Records handed to the kernel so far."""
+        self._queue: deque[bytes] = deque()
+        self._queue_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._kick = threading.Event()  # flush/close: retry the connection now
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closing = False
+        self._unreported_drops = 0
+        self._sock: socket.socket | None = None
+        self._thread = threading.Thread(target=self._run, name="netlog-sink-handler", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # -- the application's side ------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Encode now, queue, and return: the network is the thread's job."""
+        try:
+            data = self._encode(record)
+        except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+            self.handleError(record)
+            return
+        with self._queue_lock:
+            if len(self._queue) >= self.capacity:
+                self._queue.popleft()
+                self.dropped += 1
+                self._unreported_drops += 1
+            self._queue.append(data)
+            self._idle.clear()
+        self._wakeup.set()
+
+    def flush(self) -> None:
+        """Wait, at most ``close_timeout`` seconds, until everything queued is sent."""
+        self.drain()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued is sent (bounded); ``True`` if it was."""
+        wait = self.close_timeout if timeout is None else timeout
+        self._kick.set()
+        self._wakeup.set()
+        return self._idle.wait(wait)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is queued (bounded by ``timeout``), then stop the thread."""
+        if self._closing:
+            return
+        self.drain(timeout)
+        self._closing = True
+        self._kick.set()
+        self._wakeup.set()
+        self._thread.join(1.0)
+        atexit.unregister(self.close)
+        if self._queue and self.warn_undelivered:
+            host, port = self.address
+            sys.stderr.write(
+                f"netlog.client: {len(self._queue)} records not delivered to {host}:{port}\n"
+            )
+        super().close()
+
+    @property
+    def queued(self) -> int:
+        """Records waiting to be sent."""
+        return len(self._queue)
+
+    # -- encoding -----------------------------------------------------------
+
+    def _encode(self, record: logging.LogRecord) -> bytes:
+        if self.wire == "json":
+            return self._encode_json(record)
+        return self._encode_pickle(record)
+
+    def _encode_pickle(self, record: logging.LogRecord) -> bytes:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        d = dict(record.__dict__)
+        d["msg"] = record.getMessage()
+        d["args"] = None
+        d["exc_info"] = None
+        d.pop("message", None)
+        try:
+            data = pickle.dumps(d, 1)
+        except Exception:  # noqa: BLE001 - an unpicklable extra= value must not lose the record
+            data = pickle.dumps({k: _picklable(v) for k, v in d.items()}, 1)
+        return struct.pack(">L", len(data)) + data
+
+    def _encode_json(self, record: logging.LogRecord) -> bytes:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        obj: dict[str, Any] = {
+            "timestamp": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            obj["exception"] = record.exc_text
+        obj.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS)
+        return orjson.dumps(
+            obj,
+            default=_jsonable_default,
+            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+        )
+
+    @staticmethod
+    def formatException(ei: Any) -> str:  # noqa: N802 - logging's own spelling
+        """Traceback text, the way logging.Formatter writes it."""
+        return logging.Formatter().formatException(ei)
+
+    # -- the background thread -------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self.BACKOFF_START
+        while True:
+            if self._closing and not self._queue:
+                self._disconnect()
+                return
+            self._wakeup.clear()
+            with self._queue_lock:
+                empty = not self._queue
+                if empty:
+                    self._idle.set()
+            if empty:
+                self._wakeup.wait(1.0)
+                continue
+            if self._sock is None or self._peer_closed():
+                self._disconnect()
+                if not self._connect():
+                    if self._closing:
+                        return  # close() gave up waiting: nothing more to do
+                    self._kick.wait(backoff)
+                    self._kick.clear()
+                    backoff = min(self.BACKOFF_MAX, backoff * 2)
+                    continue
+                backoff = self.BACKOFF_START
+                self._report_drops()
+            self._send_batch()
+
+    def _connect(self) -> bool:
+        try:
+            self._sock = socket.create_connection(self.address, timeout=self.connect_timeout)
+        except OSError:
+            self._sock = None
+            return False
+        self._sock.settimeout(30.0)
+        return True
+
+    def _disconnect(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+    def _peer_closed(self) -> bool:
+        """The sink never writes to us: a readable socket means it went away.
+
+        Checked before each batch so that a restarted sink is noticed before
+        records are written into a dead connection (where the first write
+        "succeeds" and is lost).
+        """
+        sock = self._sock
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def _send_batch(self) -> None:
+        with self._queue_lock:
+            batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
+        try:
+            assert self._sock is not None
+            self._sock.sendall(b"".join(batch))
+        except OSError:
+            # Put the batch back in front, in order, and reconnect.  What the
+            # kernel already took may arrive twice; losing it would be worse.
+            with self._queue_lock:
+                self._queue.extendleft(reversed(batch))
+                while len(self._queue) > self.capacity:
+                    self._queue.pop()
+                    self.dropped += 1
+                    self._unreported_drops += 1
+            self._disconnect()
+            return
+        self.sent += len(batch)
+
+    def _report_drops(self) -> None:
+        with self._queue_lock:
+            count, self._unreported_drops = self._unreported_drops, 0
+        if not count:
+            return
+        record = logging.LogRecord(
+            "netlog.client",
+            logging.WARNING,
+            __file__,
+            0,
+            "dropped %d records while the sink at %s:%d was unreachable (buffer of %d full)",
+            (count, *self.address, self.capacity),
+            None,
+        )
+        record.dropped = count
+        with self._queue_lock:
+            self._queue.appendleft(self._encode(record))
+
+
+def _picklable(value: Any) -> Any:
+    try:
+        pickle.dumps(value, 1)
+    except Exception:  # noqa: BLE001 - anything unpicklable becomes its repr
+        return repr(value)
+    return value
+
+
+class _ServiceFilter(logging.Filter):
+    """Attaches ``service`` to every record that passes the handler."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "service"):
+            record.service = self.service
+        return True
+
+
+#: Keys ``render_to_log_kwargs`` passes to logging as keyword arguments.
+_LOG_KWARGS = frozenset({"exc_info", "stack_info", "stacklevel"})
+
+
+def _rename_reserved(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Structlog processor: keys LogRecord owns would crash ``makeRecord``."""
+    for key in [k for k in event_dict if k in RESERVED_ATTRS and k not in _LOG_KWARGS]:
+        event_dict[f"{key}_"] = event_dict.pop(key)
+    return event_dict
+
+
+def configure(
+    address: str | None = None,
+    *,
+    level: str | int = "INFO",
+    structlog: bool = True,
+    service: str | None = None,
+    wire: Wire = "pickle",
+) -> SinkHandler:
+    """Send the root logger (and structlog, if installed) to the sink.
+
+    ``address`` defaults to ``NETLOG_ADDRESS``, then ``127.0.0.1:9020``.
+    ``service`` (default: the program name) is attached to every record, so
+    records from many applications can be told apart on the sink.
+    """
+    host, port = parse_address(address or os.environ.get("NETLOG_ADDRESS") or DEFAULT_ADDRESS)
+    handler = SinkHandler(host, port, wire=wire)
+    handler.addFilter(_ServiceFilter(service or _program_name()))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, SinkHandler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    if structlog:
+        _configure_structlog()
+    return handler
+
+
+def _program_name() -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    name = os.path.basename(argv0)  # noqa: PTH119 - a program name, not a path to open
+    return name.removesuffix(".py") or "python"
+
+
+def _configure_structlog() -> None:
+    try:
+        import structlog  # noqa: PLC0415 - optional: only when the application has it
+    except ImportError:
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.filter_by_level,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            _rename_reserved,
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+__all__ = ["SinkHandler", "configure", "parse_address"]
