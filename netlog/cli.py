@@ -49,10 +49,16 @@ def _catch_signals_early() -> list[int]:
     return seen
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``netlog`` command line; the exit status."""
+def main(argv: Sequence[str] | None = None, *, early_signals: list[int] | None = None) -> int:
+    """Run the ``netlog`` command line; the exit status.
+
+    ``early_signals`` is the list a caller's own early handlers fill (see
+    ``servers/__main__.py``); otherwise ``serve`` installs them here.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
-    early = _catch_signals_early() if args[:1] == ["serve"] else []
+    early = early_signals
+    if early is None:
+        early = _catch_signals_early() if args[:1] == ["serve"] else []
     namespace = _parser().parse_args(args)
     if namespace.command == "serve":
         from servers.runner import serve  # noqa: PLC0415 - gevent only for serve

@@ -142,15 +142,18 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 continue
             except DrainNow:
                 data = read_buffered(sock)
-                bytes_in[self.name] += len(data)
-                submit(decoder.feed(data))
+                if data:  # b"" would mean EOF to the decoder
+                    bytes_in[self.name] += len(data)
+                    submit(decoder.feed(data))
                 submit(decoder.feed(b""))
                 return
             except TimeoutError:
-                if decoder.pending == 0 and (draining or decoder.records > 0):
-                    if draining:
+                if draining:
+                    if decoder.pending == 0:
                         submit(decoder.feed(b""))
                         return
+                    continue  # inside a record: wait for its rest until the grace ends
+                if decoder.pending == 0 and decoder.records > 0:
                     # A quiet application between records: not an idle
                     # attacker, and closing would make SocketHandler lose
                     # the next record.  Keep it.
@@ -165,6 +168,8 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 records = decoder.feed(data)
                 if records:
                     submit(records)
+                    if decoder.error is not None:
+                        raise decoder.error
             else:
                 submit(decoder.feed(b""))
                 return

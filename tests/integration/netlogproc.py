@@ -71,7 +71,7 @@ class NetlogProcess:
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
-    def signal(self, signum: int = signal.SIGTERM) -> None:
+    def send_signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
@@ -112,7 +112,8 @@ def start(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout:
         "--flush-interval": "0.05",
         "--ready-file": str(ready),
     }
-    given = set(args)
+    # An option given on the command line or in ``env`` is left to them.
+    given = set(args) | {"--" + k[7:].lower().replace("_", "-") for k in (env or {})}
     argv = [item for key, value in defaults.items() if key not in given for item in (key, value)]
     argv += list(args)
     stdout_path = workdir / "stdout.txt"

@@ -26,6 +26,13 @@ def run_cli(*args, env=None, timeout=30):
     )
 
 
+def catches_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
 def assert_one_line_error(done, *words):
     assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
@@ -164,7 +171,10 @@ class TestSignals:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
         )
-        time.sleep(0.15)  # inside start-up: imports are still running
+        # Signal as soon as the process catches SIGTERM, before it is ready:
+        # the imports and binding are still ahead of it.
+        wait_for(lambda: catches_sigterm(proc.pid), 20, interval=0.001, what="SIGTERM caught")
+        assert not ready.exists()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err

@@ -169,7 +169,7 @@ class TestLineStreams:
                     structlog.processors.TimeStamper(fmt="iso", utc=True),
                     structlog.processors.JSONRenderer(),
                 ],
-                logger_factory=structlog.BytesLoggerFactory(sock.makefile("wb", buffering=0)),
+                logger_factory=structlog.WriteLoggerFactory(sock.makefile("w", encoding="utf-8")),
                 cache_logger_on_first_use=False,
             )
             try:

@@ -1,0 +1,194 @@
+r"""The console sink: records for a person watching ``docker compose up``.
+
+Every string in a record came from the network, and a terminal obeys what
+it is sent: a message holding ``\x1b]0;...`` retitles the window, one holding
+``\r`` or ``\n`` forges a record line (CVE-2021-25743 is that bug in
+Kubernetes).  So every text goes through :func:`escape_text` before it reaches
+the stream, and only the renderer's own colour codes are raw.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+
+import structlog.dev
+
+from netlog.encode import encode_line, format_time
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from netlog.record import Record
+
+__all__ = ["ConsoleMode", "ConsoleSink", "escape_text"]
+
+ConsoleMode = Literal["pretty", "json", "off"]
+
+# C0 controls, DEL, C1 controls, the Unicode line and paragraph separators,
+# lone surrogates, and the bidirectional embeddings, overrides and isolates
+# (they can reorder what a line appears to say, as in "Trojan Source").
+_UNSAFE_NOT_C0: Final = r"\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_ALL: Final = re.compile(rf"[\x00-\x1f{_UNSAFE_NOT_C0}]")
+_ALL_BUT_NEWLINE: Final = re.compile(rf"[\x00-\x09\x0b-\x1f{_UNSAFE_NOT_C0}]")
+_NAMED: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+# structlog treats these keys specially (columns, or an exception to format);
+# a sender's field with such a name is shown under a prefix instead.
+_RESERVED: Final = frozenset(
+    {
+        "timestamp",
+        "level",
+        "event",
+        "logger",
+        "logger_name",
+        "exception",
+        "exc_info",
+        "stack",
+        "peer",
+    }
+)
+_INDENT: Final = "    "
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_text(s: str, keep_newlines: bool = False) -> str:
+    r"""Make ``s`` safe to print: every control character becomes a visible escape.
+
+    ``"a\nb"`` becomes ``a\nb`` with a literal backslash, so one record is
+    always one line and no escape sequence reaches the terminal.
+    Backslashes themselves are left alone (Windows paths stay readable); the
+    aim is safety, not a reversible encoding.  ``keep_newlines`` is for
+    tracebacks, whose line structure is the point.
+    """
+    # Every character escaped here is non-printable, so printable text (the
+    # common case) costs one C-level scan.
+    if s.isprintable():
+        return s
+    pattern = _ALL_BUT_NEWLINE if keep_newlines else _ALL
+    return pattern.sub(_escape_char, s)
+
+
+def _show(value: Any) -> str:
+    """Any field value as escaped text: strings as they are, the rest as ``repr``."""
+    if isinstance(value, str):
+        return escape_text(value)
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - hostile or recursive __repr__; show something
+        text = object.__repr__(value)
+    return escape_text(text)
+
+
+class ConsoleSink:
+    """Writes records to a text stream as pretty lines, JSON lines, or not at all.
+
+    ``stream=None`` means whatever ``sys.stdout`` is at each write, so a
+    replaced stdout (pytest, a daemon) is honoured.  ``colors=None`` colours
+    only a terminal, and never when ``NO_COLOR`` is set (no-color.org).
+    Writing never raises: a closed stream or a reader that went away
+    (``netlog serve | head``) turns the console off, because the records are
+    safe in the file anyway.
+    """
+
+    def __init__(
+        self,
+        mode: ConsoleMode,
+        stream: TextIO | None = None,
+        *,
+        colors: bool | None = None,
+    ) -> None:
+        if mode not in {"pretty", "json", "off"}:
+            raise ValueError(f"console mode must be pretty, json or off, not {mode!r}")
+        self.mode: ConsoleMode = mode
+        self._stream = stream
+        if colors is None:
+            colors = "NO_COLOR" not in os.environ and _isatty(self.stream)
+        self.colors = colors
+        self.broken = False
+        """Set once the stream has failed; later writes are skipped."""
+        self._renderer = structlog.dev.ConsoleRenderer(colors=colors, sort_keys=False)
+
+    @property
+    def stream(self) -> TextIO:
+        """The stream written to."""
+        return self._stream if self._stream is not None else sys.stdout
+
+    def write(self, records: Iterable[Record]) -> None:
+        """Render and write records; never raises."""
+        if self.mode == "off" or self.broken:
+            return
+        if self.mode == "json":
+            text = b"".join(encode_line(record) for record in records).decode("utf-8")
+        else:
+            text = "".join([self._render(record) + "\n" for record in records])
+        if text:
+            self._emit(text)
+
+    def flush(self) -> None:
+        """Flush the stream; never raises."""
+        if self.mode == "off" or self.broken:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.broken = True
+
+    def _render(self, record: Record) -> str:
+        try:
+            return self._render_pretty(record)
+        except Exception:  # noqa: BLE001 - a renderer surprise must not lose the record
+            return escape_text(encode_line(record).decode("utf-8").rstrip("\n"))
+
+    def _render_pretty(self, record: Record) -> str:
+        event: dict[str, Any] = {
+            "timestamp": format_time(record.ts),
+            "level": escape_text(str(record.level)),
+            "event": escape_text(str(record.message)),
+        }
+        if record.logger:
+            event["logger"] = escape_text(str(record.logger))
+        for key, value in record.fields.items():
+            name = _show(key)
+            if name in _RESERVED:
+                name = "fields." + name
+            event[name] = _show(value)
+        event["peer"] = f"{escape_text(str(record.peer))}/{escape_text(str(record.format))}"
+        line = self._renderer(None, "", event)
+        if record.exc:
+            text = escape_text(str(record.exc), keep_newlines=True).rstrip("\n")
+            line += "".join("\n" + _INDENT + part for part in text.split("\n"))
+        return line
+
+    def _emit(self, text: str) -> None:
+        stream = self.stream
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            # A stream that cannot take the text (LANG=C, an ASCII pipe):
+            # show the characters as escapes rather than lose the records.
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            try:
+                stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+            except (OSError, ValueError):
+                self.broken = True
+        except (OSError, ValueError):
+            # BrokenPipeError, a closed file (ValueError), EIO on a dead tty.
+            self.broken = True
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False

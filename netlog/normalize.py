@@ -1,0 +1,447 @@
+"""Turn what a decoder found (LogRecord dict, JSON object, syslog message, line) into a Record.
+
+This is where DESIGN.md's "Records on disk" is applied, so every decoder
+produces the same shape: ``message``, ``logger`` and ``level`` are always
+``str``, ``ts`` is epoch seconds, and ``fields`` holds only values a JSON
+encoder can write.
+
+Unpickled values are made JSON-safe by :func:`json_safe`, which is the one
+place that walks untrusted structures.  It is depth-limited (deeper values
+become a marker string, never a ``RecursionError``) and budgeted: a pickle
+can reference one big string thousands of times through its memo, so a
+210 KB frame may stand for a gigabyte of text.  Every character and item
+produced is charged to a budget; past it the frame is rejected as
+``bad_frame`` rather than expanded.
+
+Control characters are *not* escaped here and lone surrogates from pickles
+are kept: escaping is the sinks' business, done once when writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from netlog.errors import DecodeError
+from netlog.record import Record
+from netlog.unpickle import Placeholder, render_placeholder, short_repr
+
+if TYPE_CHECKING:
+    from netlog.syslog import SyslogMessage
+
+__all__ = [
+    "MAX_DEPTH",
+    "Budget",
+    "expansion_budget",
+    "from_json",
+    "from_logrecord",
+    "from_syslog",
+    "from_text",
+    "json_safe",
+    "parse_timestamp",
+]
+
+#: Nesting deeper than this is replaced by a marker string.
+MAX_DEPTH: Final = 64
+_TOO_DEEP: Final = "<nested too deep>"
+
+_INT_MIN: Final = -(1 << 63)
+_INT_END: Final = 1 << 64  # orjson writes int64 and uint64, nothing wider
+
+
+def expansion_budget(max_frame: int) -> int:
+    """The most characters/items one frame may expand to: 4 x max_frame, at least 4 MiB."""
+    return max(4 * max_frame, 4 << 20)
+
+
+class Budget:
+    """Characters and items a conversion may still produce; raises ``bad_frame`` when spent."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def charge(self, amount: int) -> None:
+        """Spend ``amount``; raise once the frame has expanded past the limit."""
+        self.left -= amount
+        if self.left < 0:
+            raise DecodeError(
+                "bad_frame",
+                f"frame expands past {self.limit} characters (repeated references?)",
+            )
+
+
+def json_safe(value: Any, budget: Budget, depth: int = 0) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat type switch
+    """Return ``value`` as str/int/float/bool/None/list/dict with str keys.
+
+    datetimes become ISO 8601 text, sets become (sorted when possible)
+    lists, bytes become text with ``backslashreplace``, placeholders become
+    their ``<module.name(...)>`` text; ints wider than 64 bits and
+    non-finite floats become text because JSON encoders refuse them.
+    """
+    kind = type(value)
+    if kind is str:
+        budget.charge(len(value))
+        return value
+    if kind is int:
+        budget.charge(1)
+        if _INT_MIN <= value < _INT_END:
+            return value
+        return _big_int(value)
+    if kind is float:
+        budget.charge(1)
+        return value if math.isfinite(value) else repr(value)
+    if value is None or kind is bool:
+        budget.charge(1)
+        return value
+    budget.charge(2)
+    if depth >= MAX_DEPTH:
+        return _TOO_DEEP
+    if isinstance(value, dict):
+        return {
+            _key(key, budget): json_safe(item, budget, depth + 1) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [json_safe(item, budget, depth + 1) for item in value]
+    if isinstance(value, set | frozenset):
+        items = [json_safe(item, budget, depth + 1) for item in value]
+        with contextlib.suppress(TypeError):  # mixed types keep their order
+            items.sort()
+        return items
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", "backslashreplace")
+        budget.charge(len(text))
+        return text
+    if isinstance(value, Placeholder) or (
+        isinstance(value, type) and issubclass(value, Placeholder)
+    ):
+        text = render_placeholder(value)
+    elif isinstance(value, dt.date | dt.time):
+        text = value.isoformat()
+    elif isinstance(value, dt.timedelta | dt.tzinfo):
+        text = str(value)
+    else:
+        text = short_repr(value)
+    budget.charge(len(text))
+    return text
+
+
+def _big_int(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more than sys.get_int_max_str_digits() digits
+        return f"<int of {value.bit_length()} bits>"
+
+
+def _key(key: Any, budget: Budget) -> str:
+    if type(key) is str:
+        budget.charge(len(key))
+        return key
+    if key is None or isinstance(key, bool):
+        text = orjson.dumps(key).decode()  # spelt as JSON would: null, true, false
+    elif isinstance(key, int):
+        text = _big_int(key)
+    elif isinstance(key, float):
+        text = repr(key)
+    else:
+        safe = json_safe(key, budget, MAX_DEPTH - 1)
+        text = safe if isinstance(safe, str) else short_repr(key)
+    budget.charge(len(text))
+    return text
+
+
+def _text(value: Any, budget: Budget) -> str:
+    """Render a value that must be a ``str`` (message, logger, exc text)."""
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    safe = json_safe(value, budget)
+    if isinstance(safe, str):
+        return safe
+    try:
+        return orjson.dumps(safe).decode()
+    except (TypeError, orjson.JSONEncodeError):  # lone surrogates inside
+        return short_repr(safe, 4096)
+
+
+# --- LogRecord dicts (SocketHandler / DatagramHandler) ----------------------
+
+#: LogRecord attributes that are not user fields.  Kept compactly in
+#: ``fields["_src"]`` or dropped: they describe the sender, and dumping all
+#: twenty of them into every record would bury the user's own fields.
+_LOGRECORD_ATTRS: Final = frozenset(
+    {
+        "name",
+        "msg",
+        "args",
+        "levelname",
+        "levelno",
+        "pathname",
+        "filename",
+        "module",
+        "exc_info",
+        "exc_text",
+        "stack_info",
+        "lineno",
+        "funcName",
+        "created",
+        "msecs",
+        "relativeCreated",
+        "thread",
+        "threadName",
+        "processName",
+        "process",
+        "taskName",
+        "message",
+        "asctime",
+    }
+)
+
+_SRC_KEYS: Final = (
+    ("file", "pathname"),
+    ("line", "lineno"),
+    ("func", "funcName"),
+    ("process", "process"),
+    ("thread", "threadName"),
+    ("task", "taskName"),
+)
+
+_LEVEL_NAMES: Final = {
+    10: "debug",
+    20: "info",
+    30: "warning",
+    40: "error",
+    50: "critical",
+}
+
+
+def _level_from_number(number: Any) -> str:
+    if type(number) is int:
+        return _LEVEL_NAMES.get(number, f"level {number}")
+    return "info"
+
+
+def _epoch(value: Any, default: float) -> float:
+    if type(value) is float or type(value) is int:
+        try:
+            number = float(value)
+        except OverflowError:
+            return default
+        if math.isfinite(number):
+            return number
+    return default
+
+
+def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Budget) -> Record:
+    """Normalise the dict ``SocketHandler.makePickle`` sends.
+
+    Raises ``DecodeError("bad_frame")`` when the values expand past ``budget``.
+    """
+    ts = _epoch(data.get("created"), received)
+    levelname = data.get("levelname")
+    level = levelname.lower() if type(levelname) is str else _level_from_number(data.get("levelno"))
+    logger = _text(data.get("name"), budget)
+    message = _text(data.get("msg"), budget)
+    exc_text = data.get("exc_text")
+    stack_info = data.get("stack_info")
+    exc: str | None = _text(exc_text, budget) if exc_text else None
+    if stack_info:
+        stack = _text(stack_info, budget)
+        exc = f"{exc}\n{stack}" if exc else stack
+
+    fields: dict[str, Any] = {}
+    src: dict[str, Any] = {}
+    for short, attr in _SRC_KEYS:
+        value = data.get(attr)
+        if value is not None:
+            src[short] = json_safe(value, budget)
+    if src:
+        fields["_src"] = src
+    # Top-level str values are shared, not copied, so their size is only
+    # counted and checked once at the end; everything else goes through
+    # json_safe, which checks as it builds.
+    size = 0
+    for key, value in data.items():
+        if key not in _LOGRECORD_ATTRS:
+            if type(value) is str:
+                size += len(key) + len(value)
+                fields[key] = value
+            else:
+                size += len(key)
+                fields[key] = json_safe(value, budget)
+    budget.charge(size)
+    return Record(ts, received, level, logger, message, fields, exc, peer, "pickle")
+
+
+# --- JSON objects ------------------------------------------------------------
+
+_MESSAGE_KEYS: Final = ("event", "message", "msg")
+_TS_KEYS: Final = ("timestamp", "ts", "time", "@timestamp", "asctime")
+_LEVEL_KEYS: Final = ("level", "levelname", "severity")
+_LOGGER_KEYS: Final = ("logger", "name", "logger_name")
+_EXC_KEYS: Final = ("exception", "exc_info", "exc_text", "stack")
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Read an ISO 8601 / RFC 3339 string or an epoch number; None if it is neither.
+
+    Naive times are taken as UTC.  Epoch numbers above 1e11 are taken as
+    milliseconds (1e11 seconds is the year 5138, while 1e11 ms is 1973).
+    """
+    kind = type(value)
+    if kind is str:
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            try:
+                number = float(value)
+            except ValueError:
+                return None
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            return moment.timestamp()
+    elif kind is int or kind is float:
+        number = float(value)
+    else:
+        return None
+    if not math.isfinite(number):
+        return None
+    return number / 1000.0 if abs(number) > 1e11 else number
+
+
+def _first(fields: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
+    for key in keys:
+        if key in fields:
+            return key, fields[key]
+    return None, None
+
+
+def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = False) -> Record:
+    """Normalise one JSON object (structlog, python-json-logger, json_lines shippers).
+
+    ``obj`` becomes the record's ``fields`` after the well-known keys are
+    taken out, so the caller must not reuse it.  ``deep`` says the source
+    text has enough brackets that nesting may exceed what a JSON encoder
+    accepts (orjson parses 1024 levels but writes only 254); the fields are
+    then passed through the depth-limited :func:`json_safe`.
+    """
+    fields = obj
+    if deep:
+        fields = json_safe(obj, Budget(1 << 62))
+
+    key, value = _first(fields, _MESSAGE_KEYS)
+    if key is None:
+        message = ""
+    else:
+        del fields[key]
+        message = value if type(value) is str else _json_text(value)
+
+    ts = received
+    key, value = _first(fields, _TS_KEYS)
+    if key is not None:
+        parsed = parse_timestamp(value)
+        if parsed is not None:
+            ts = parsed
+            del fields[key]
+        # else: keep the original under its own key.
+
+    key, value = _first(fields, _LEVEL_KEYS)
+    level = "info"
+    if key is not None:
+        del fields[key]
+        if type(value) is str:
+            level = value.lower()
+        elif type(value) is int:
+            level = _level_from_number(value)
+        else:
+            level = _json_text(value).lower()
+
+    key, value = _first(fields, _LOGGER_KEYS)
+    logger = ""
+    if key is not None:
+        del fields[key]
+        logger = value if type(value) is str else _json_text(value)
+
+    exc: str | None = None
+    for exc_key in _EXC_KEYS:
+        value = fields.get(exc_key)
+        if type(value) is str:
+            del fields[exc_key]
+            exc = value
+            break
+    return Record(ts, received, level, logger, message, fields, exc, peer, "json")
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return short_repr(value, 4096)
+
+
+# --- text and syslog ----------------------------------------------------------
+
+
+def from_text(line: str, peer: str, received: float) -> Record:
+    """A line that is not JSON: the line is the message."""
+    return Record(received, received, "info", "", line, {}, None, peer, "text")
+
+
+_SYSLOG_LEVELS: Final = (
+    "critical",
+    "critical",
+    "critical",
+    "error",
+    "warning",
+    "info",
+    "info",
+    "debug",
+)
+
+
+def from_syslog(message: SyslogMessage, peer: str, received: float) -> Record:
+    """Normalise a parsed RFC 3164 / RFC 5424 message.
+
+    RFC 3164 timestamps carry no year and no zone, so ``ts`` is the receive
+    time and the original text is kept in ``fields["timestamp"]``.
+    """
+    fields: dict[str, Any] = {
+        "facility": message.facility_name,
+        "severity": message.severity_name,
+    }
+    ts = received
+    if message.timestamp is not None:
+        parsed = parse_timestamp(message.timestamp) if message.rfc == 5424 else None
+        if parsed is None:
+            fields["timestamp"] = message.timestamp
+        else:
+            ts = parsed
+    if message.hostname is not None:
+        fields["host"] = message.hostname
+    if message.procid is not None:
+        fields["procid"] = message.procid
+    if message.msgid is not None:
+        fields["msgid"] = message.msgid
+    if message.structured_data:
+        fields["sd"] = message.structured_data
+    return Record(
+        ts,
+        received,
+        _SYSLOG_LEVELS[message.severity],
+        message.app_name or "",
+        message.message,
+        fields,
+        None,
+        peer,
+        "syslog",
+    )

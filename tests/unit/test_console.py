@@ -1,0 +1,269 @@
+import io
+import json
+
+import pytest
+
+from netlog.console import ConsoleSink, escape_text
+from netlog.encode import encode_line
+from netlog.record import Record
+
+HOSTILE = "a\nb\r\x1b]0;pwned\x07"
+
+
+def rec(**changes):
+    base = Record(
+        ts=1700000000.123456,
+        received=1700000000.5,
+        level="warning",
+        logger="app.db",
+        message="slow query",
+        fields={"user_id": 42, "table": "items"},
+        exc=None,
+        peer="127.0.0.1:53012",
+        format="pickle",
+    )
+    return base._replace(**changes)
+
+
+def render(records, mode="pretty", **kwargs):
+    stream = io.StringIO()
+    sink = ConsoleSink(mode, stream, **kwargs)
+    sink.write(records)
+    sink.flush()
+    return stream.getvalue()
+
+
+def assert_inert(text):
+    """No raw character that could forge a line or drive the terminal."""
+    for char in "\r\x1b\x07\x00\x7f\x85\x9b\u2028\u2029\u202e":
+        assert char not in text, repr(char)
+
+
+class TestEscapeText:
+    """escape_text makes every control character visible and leaves the rest alone."""
+
+    def test_plain_text_is_returned_unchanged(self):
+        text = "hello wörld 日本 🎉 \\ path\\to"
+        assert escape_text(text) is text
+
+    @pytest.mark.parametrize(
+        ("raw", "shown"),
+        [
+            ("\n", "\\n"),
+            ("\r", "\\r"),
+            ("\t", "\\t"),
+            ("\x00", "\\x00"),
+            ("\x07", "\\x07"),
+            ("\x1b", "\\x1b"),
+            ("\x7f", "\\x7f"),
+            ("\x85", "\\x85"),
+            ("\x9b", "\\x9b"),
+            ("\u2028", "\\u2028"),
+            ("\u2029", "\\u2029"),
+            ("\u202e", "\\u202e"),
+            ("\u2066", "\\u2066"),
+            ("\ud800", "\\ud800"),
+            ("\udfff", "\\udfff"),
+        ],
+    )
+    def test_each_unsafe_character(self, raw, shown):
+        assert escape_text(f"x{raw}y") == f"x{shown}y"
+
+    def test_hostile_message_becomes_one_inert_line(self):
+        shown = escape_text(HOSTILE)
+        assert shown == "a\\nb\\r\\x1b]0;pwned\\x07"
+        assert_inert(shown)
+        assert "\n" not in shown
+
+    def test_keep_newlines(self):
+        assert escape_text("a\nb\r\n\x1b[2J\t", keep_newlines=True) == "a\nb\\r\n\\x1b[2J\\t"
+
+    def test_result_is_encodable(self):
+        escape_text("\ud800\udc00 lone halves").encode("utf-8")
+
+
+class TestPretty:
+    """Pretty mode shows the record on one line, with sender text made inert."""
+
+    def test_contains_everything(self):
+        text = render([rec()], colors=False)
+        assert text.count("\n") == 1
+        for part in (
+            "2023-11-14T22:13:20.123456Z",
+            "warning",
+            "slow query",
+            "[app.db]",
+            "user_id=42",
+            "table=items",
+            "127.0.0.1:53012/pickle",
+        ):
+            assert part in text
+
+    def test_hostile_message_is_one_line(self):
+        text = render([rec(message=HOSTILE)], colors=False)
+        assert text.count("\n") == 1
+        assert text.endswith("\n")
+        assert_inert(text)
+        assert "a\\nb\\r\\x1b]0;pwned\\x07" in text
+
+    def test_hostile_everywhere(self):
+        text = render(
+            [
+                rec(
+                    level=HOSTILE,
+                    logger=HOSTILE,
+                    message="\u2028\x85\ud800",
+                    fields={HOSTILE: HOSTILE, "n": [HOSTILE], 1: b"\x1b"},
+                    peer=HOSTILE,
+                    format=HOSTILE,
+                )
+            ],
+            colors=False,
+        )
+        assert text.count("\n") == 1
+        assert_inert(text)
+        text.encode("utf-8")
+
+    def test_exc_lines_are_indented_and_escaped(self):
+        exc = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: \x1b[2J\r\n'
+        text = render([rec(exc=exc)], colors=False)
+        first, *rest = text.rstrip("\n").split("\n")
+        assert "slow query" in first
+        assert rest == [
+            "    Traceback (most recent call last):",
+            '      File "x.py", line 1',
+            "    ValueError: \\x1b[2J\\r",
+        ]
+        assert_inert(text)
+
+    def test_forged_record_in_exc_stays_indented(self):
+        forged = "boom\n2023-11-14T22:13:20.000000Z [info     ] forged"
+        text = render([rec(exc=forged)], colors=False)
+        assert all(line.startswith("    ") for line in text.splitlines()[1:])
+
+    def test_no_colours_unless_asked(self):
+        assert "\x1b" not in render([rec()], colors=False)
+        assert "\x1b" not in render([rec()])  # a StringIO is not a terminal
+
+    def test_colours_when_asked(self):
+        text = render([rec(message=HOSTILE)], colors=True)
+        assert "\x1b[" in text
+        assert "\x1b]" not in text  # the sender's OSC is escaped, only SGR codes remain
+        assert "\x07" not in text
+        assert text.count("\n") == 1
+
+    def test_reserved_field_names_are_prefixed(self):
+        text = render(
+            [rec(fields={"event": "x", "timestamp": "y", "exc_info": True})], colors=False
+        )
+        assert "fields.event=x" in text
+        assert "fields.timestamp=y" in text
+        assert "fields.exc_info=True" in text
+        assert "slow query" in text
+
+    def test_unusual_values(self):
+        class Hostile:
+            def __repr__(self):
+                raise RuntimeError
+
+        text = render([rec(fields={"a": Hostile(), "b": None, "c": 1.5})], colors=False)
+        assert "Hostile object at" in text
+        assert "b=None" in text
+        assert "c=1.5" in text
+
+    def test_many_records_one_line_each(self):
+        text = render([rec(fields={"i": i}) for i in range(50)], colors=False)
+        assert len(text.splitlines()) == 50
+
+
+class TestJson:
+    """JSON mode writes exactly what goes into the file."""
+
+    def test_lines_parse(self):
+        records = [rec(), rec(message=HOSTILE, exc="tb\n"), rec(fields={"k": "\ud800"})]
+        text = render(records, mode="json")
+        lines = text.splitlines()
+        assert len(lines) == 3
+        assert [json.loads(line)["message"] for line in lines] == [
+            "slow query",
+            HOSTILE,
+            "slow query",
+        ]
+        assert text == b"".join(encode_line(r) for r in records).decode()
+        assert_inert(text)
+
+
+class TestOff:
+    """Off mode writes nothing at all."""
+
+    def test_nothing(self):
+        assert render([rec()], mode="off") == ""
+
+    def test_bad_mode(self):
+        with pytest.raises(ValueError, match="pretty, json or off"):
+            ConsoleSink("loud")  # type: ignore[arg-type]
+
+
+class BrokenPipeStream(io.StringIO):
+    def write(self, _text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+class TestBrokenStream:
+    """A stream that went away turns the console off instead of raising."""
+
+    @pytest.mark.parametrize("mode", ["pretty", "json"])
+    def test_closed_stream(self, mode):
+        stream = io.StringIO()
+        sink = ConsoleSink(mode, stream)
+        stream.close()
+        sink.write([rec()])
+        sink.flush()
+        assert sink.broken
+
+    @pytest.mark.parametrize("mode", ["pretty", "json"])
+    def test_broken_pipe(self, mode):
+        sink = ConsoleSink(mode, BrokenPipeStream())
+        sink.write([rec()])
+        sink.write([rec()])
+        sink.flush()
+        assert sink.broken
+
+    def test_ascii_stream_gets_escapes(self):
+        raw = io.BytesIO()
+        stream = io.TextIOWrapper(raw, encoding="ascii")
+        sink = ConsoleSink("pretty", stream, colors=False)
+        sink.write([rec(message="héllo 日本")])
+        sink.flush()
+        text = raw.getvalue().decode("ascii")
+        assert "h\\xe9llo \\u65e5\\u672c" in text
+        assert not sink.broken
+
+
+class TtyStream(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class TestColourDefault:
+    """Without an explicit choice, colours follow the terminal and NO_COLOR."""
+
+    def test_terminal_gets_colours(self, monkeypatch):
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        assert ConsoleSink("pretty", TtyStream()).colors
+
+    def test_no_color_wins(self, monkeypatch):
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert not ConsoleSink("pretty", TtyStream()).colors
+
+    def test_pipe_gets_none(self):
+        assert not ConsoleSink("pretty", io.StringIO()).colors
+
+    def test_default_stream_is_current_stdout(self, capsys):
+        sink = ConsoleSink("json")
+        sink.write([rec()])
+        sink.flush()
+        assert json.loads(capsys.readouterr().out)["message"] == "slow query"

@@ -1,0 +1,524 @@
+import errno
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from netlog.encode import encode_line
+from netlog.jsonl import FILE_NAME, JsonlFileSink, rotated_paths
+from netlog.record import Record
+
+
+def rec(i, message="hello", **fields):
+    return Record(
+        ts=1700000000.0 + i,
+        received=1700000000.5 + i,
+        level="info",
+        logger="app",
+        message=message,
+        fields={"i": i, **fields},
+        exc=None,
+        peer="127.0.0.1:5000",
+        format="json",
+    )
+
+
+def read_ids(path):
+    """Parse every line of a file (all must be complete JSON) and return their ids."""
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n"), f"{path.name} ends mid-line"
+    return [json.loads(line)["fields"]["i"] for line in data.splitlines()]
+
+
+def all_ids(directory):
+    return [i for path in rotated_paths(directory) for i in read_ids(path)]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def swap_fd(sink, fd):
+    """Point the sink at another descriptor (e.g. /dev/full); returns the old one."""
+    old = sink._fd
+    sink._fd = fd
+    return old
+
+
+@pytest.fixture
+def reports():
+    return []
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A real 64 KiB tmpfs, so ENOSPC comes from the kernel; skipped where mount is denied."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root/CAP_SYS_ADMIN): {result.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def remount(mountpoint, options):
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mountpoint)], check=True)
+
+
+class TestOpen:
+    """open() creates, appends, and fails loudly only when it cannot write at all."""
+
+    def test_creates_directory_and_file(self, tmp_path):
+        sink = JsonlFileSink(tmp_path / "a" / "b")
+        sink.open()
+        assert sink.path == tmp_path / "a" / "b" / FILE_NAME
+        assert sink.path.exists()
+        sink.close()
+
+    def test_appends_never_truncates(self, tmp_path):
+        (tmp_path / FILE_NAME).write_bytes(encode_line(rec(0)))
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        sink.write([rec(1)])
+        sink.close()
+        assert read_ids(tmp_path / FILE_NAME) == [0, 1]
+
+    def test_parent_is_a_file(self, tmp_path):
+        (tmp_path / "file").write_text("x")
+        with pytest.raises(OSError, match="file"):
+            JsonlFileSink(tmp_path / "file" / "logs").open()
+
+    def test_directory_is_a_file(self, tmp_path):
+        (tmp_path / "logs").write_text("x")
+        with pytest.raises(OSError):
+            JsonlFileSink(tmp_path / "logs").open()
+
+    def test_records_path_is_a_directory(self, tmp_path):
+        (tmp_path / FILE_NAME).mkdir()
+        with pytest.raises(OSError):
+            JsonlFileSink(tmp_path).open()
+
+    def test_read_only_filesystem(self, tiny_fs):
+        remount(tiny_fs, "ro")
+        with pytest.raises(OSError) as info:
+            JsonlFileSink(tiny_fs / "logs").open()
+        assert info.value.errno == errno.EROFS
+
+    def test_open_twice_is_harmless(self, tmp_path):
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        fd = sink._fd
+        sink.open()
+        assert sink._fd == fd
+        sink.close()
+
+    def test_records_written_before_open_are_kept(self, tmp_path):
+        sink = JsonlFileSink(tmp_path)
+        sink.write([rec(0)])
+        sink.flush()  # nowhere to write yet: a no-op, not an error
+        assert sink.write_errors == 0
+        sink.open()
+        sink.close()
+        assert read_ids(sink.path) == [0]
+
+
+class TestTornTail:
+    """A torn last line left by a crash is moved aside, complete lines stay."""
+
+    def test_moves_partial_line(self, tmp_path, reports):
+        path = tmp_path / FILE_NAME
+        path.write_bytes(encode_line(rec(0)) + encode_line(rec(1)) + b'{"ts":"20')
+        sink = JsonlFileSink(tmp_path, report=reports.append)
+        sink.open()
+        sink.write([rec(2)])
+        sink.close()
+        assert read_ids(path) == [0, 1, 2]
+        (torn,) = tmp_path.glob("records.torn.*")
+        assert torn.read_bytes() == b'{"ts":"20'
+        assert any("torn" in message for message in reports)
+
+    def test_file_without_any_newline(self, tmp_path):
+        path = tmp_path / FILE_NAME
+        path.write_bytes(b"x" * 3_000_000)  # longer than the scan chunk
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        sink.close()
+        assert path.read_bytes() == b""
+        (torn,) = tmp_path.glob("records.torn.*")
+        assert torn.stat().st_size == 3_000_000
+
+    def test_two_repairs_in_the_same_second(self, tmp_path):
+        path = tmp_path / FILE_NAME
+        for _ in range(2):
+            path.write_bytes(b"ok\npartial")
+            sink = JsonlFileSink(tmp_path)
+            sink.open()
+            sink.close()
+        assert len(list(tmp_path.glob("records.torn.*"))) == 2
+
+    def test_intact_file_untouched(self, tmp_path):
+        path = tmp_path / FILE_NAME
+        path.write_bytes(encode_line(rec(0)))
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        sink.close()
+        assert read_ids(path) == [0]
+        assert not list(tmp_path.glob("records.torn.*"))
+
+
+class TestRotation:
+    """Rotation happens between lines, keeps `backups` files and drops the oldest."""
+
+    def test_never_splits_a_line(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=2_000, backups=1_000)
+        for start in range(0, 1000, 37):  # many flushes of uneven batches
+            sink.write(rec(i, message="m" * (i % 50)) for i in range(start, min(start + 37, 1000)))
+            if start == 0:
+                sink.open()
+            sink.flush()
+        sink.close()
+        paths = rotated_paths(tmp_path)
+        assert len(paths) > 10
+        for path in paths:
+            assert path.stat().st_size <= 2_000
+        assert all_ids(tmp_path) == list(range(1000))
+        assert sink.written == 1000
+        assert sink.dropped == 0
+
+    def test_oldest_deleted_beyond_backups(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=1_000, backups=3)
+        sink.open()
+        for i in range(500):
+            sink.write([rec(i)])
+            if i % 10 == 0:
+                sink.flush()
+        sink.close()
+        paths = rotated_paths(tmp_path)
+        assert [p.name for p in paths] == [
+            "records.jsonl.3",
+            "records.jsonl.2",
+            "records.jsonl.1",
+            "records.jsonl",
+        ]
+        ids = all_ids(tmp_path)
+        assert ids == list(range(ids[0], 500))  # the newest, consecutive, in order
+        assert ids[0] > 0
+        assert sink.written == 500
+
+    def test_backups_zero_starts_a_new_file(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=1_000, backups=0)
+        sink.open()
+        sink.write(rec(i) for i in range(100))
+        sink.close()
+        assert rotated_paths(tmp_path) == [tmp_path / FILE_NAME]
+        ids = read_ids(tmp_path / FILE_NAME)
+        assert ids == list(range(ids[0], 100))
+        assert (tmp_path / FILE_NAME).stat().st_size <= 1_000
+
+    def test_reader_of_unlinked_file_keeps_data(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=1_000, backups=0)
+        sink.open()
+        sink.write([rec(0)])
+        sink.flush()
+        with (tmp_path / FILE_NAME).open("rb") as reader:
+            sink.write(rec(i) for i in range(1, 100))
+            sink.flush()
+            assert reader.readline() == encode_line(rec(0))
+        sink.close()
+
+    def test_oversized_line_goes_alone(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=500, backups=5)
+        sink.open()
+        sink.write([rec(0), rec(1, message="x" * 2_000), rec(2)])
+        sink.close()
+        assert [read_ids(p) for p in rotated_paths(tmp_path)] == [[0], [1], [2]]
+
+    def test_existing_file_size_counts(self, tmp_path):
+        (tmp_path / FILE_NAME).write_bytes(encode_line(rec(0, message="x" * 900)))
+        sink = JsonlFileSink(tmp_path, max_bytes=1_000, backups=2)
+        sink.open()
+        sink.write([rec(1, message="y" * 200)])
+        sink.close()
+        assert [read_ids(p) for p in rotated_paths(tmp_path)] == [[0], [1]]
+
+    def test_no_rotation_when_disabled(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=0)
+        sink.open()
+        sink.write(rec(i) for i in range(100))
+        sink.close()
+        assert rotated_paths(tmp_path) == [tmp_path / FILE_NAME]
+        assert read_ids(tmp_path / FILE_NAME) == list(range(100))
+
+    def test_rotation_failure_keeps_writing(self, tmp_path, reports, monkeypatch):
+        sink = JsonlFileSink(tmp_path, max_bytes=500, backups=2, report=reports.append)
+        sink.open()
+
+        def refuse(*_args):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr(os, "replace", refuse)
+        sink.write(rec(i) for i in range(20))
+        sink.flush()
+        monkeypatch.undo()
+        assert sink.written == 20
+        assert sink.write_errors == 1
+        assert "cannot rotate" in reports[0]
+        assert read_ids(tmp_path / FILE_NAME) == list(range(20))
+        sink.write([rec(20)])
+        sink.close()
+        assert all_ids(tmp_path) == list(range(21))
+
+
+class TestRotatedPaths:
+    """rotated_paths lists the numbered files oldest first, then the current one."""
+
+    def test_order_and_filtering(self, tmp_path):
+        for name in [
+            "records.jsonl",
+            "records.jsonl.1",
+            "records.jsonl.10",
+            "records.jsonl.2",
+            "records.jsonl.old",
+            "records.torn.1700000000",
+            "other.jsonl.1",
+        ]:
+            (tmp_path / name).write_text("")
+        assert [p.name for p in rotated_paths(tmp_path)] == [
+            "records.jsonl.10",
+            "records.jsonl.2",
+            "records.jsonl.1",
+            "records.jsonl",
+        ]
+
+    def test_missing_directory(self, tmp_path):
+        assert rotated_paths(tmp_path / "nope") == []
+
+
+class TestWriteLines:
+    """Pre-encoded lines are written as they are, one line each."""
+
+    def test_adds_missing_newline(self, tmp_path):
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        sink.write_lines([b'{"a":1}\n', b'{"a":2}'])
+        sink.write([rec(3)])
+        sink.close()
+        lines = (tmp_path / FILE_NAME).read_bytes().splitlines()
+        assert [json.loads(line).get("a") for line in lines[:2]] == [1, 2]
+        assert sink.written == 3
+
+
+class TestDiskFull:
+    """A failing disk keeps data in memory, reports rarely, and recovers."""
+
+    def test_dev_full(self, tmp_path, reports, clock):
+        sink = JsonlFileSink(tmp_path, report=reports.append, clock=clock)
+        sink.open()
+        good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
+        sink.write(rec(i) for i in range(10))
+        sink.flush()
+        assert sink.write_errors == 1
+        assert sink.written == 0
+        assert sink.pending_lines == 10
+        assert sink.pending_bytes == sum(len(encode_line(rec(i))) for i in range(10))
+        assert len(reports) == 1
+        assert reports[0].startswith("disk full: cannot write ")
+
+        for _ in range(5):  # within the 10 s window: counted, not reported
+            clock.now += 1
+            sink.flush()
+        assert sink.write_errors == 6
+        assert len(reports) == 1
+
+        clock.now += 10
+        sink.flush()
+        assert sink.write_errors == 7
+        assert len(reports) == 2
+        assert reports[1].startswith("disk full: ")
+        assert reports[1].endswith("(5 more errors suppressed)")
+
+        os.close(swap_fd(sink, good))  # space is back
+        sink.write([rec(10)])
+        sink.flush()
+        assert sink.written == 11
+        assert sink.pending_bytes == 0
+        assert "again" in reports[-1]
+        sink.close()
+        assert read_ids(tmp_path / FILE_NAME) == list(range(11))
+        assert sink.dropped == 0
+
+    def test_overflow_drops_oldest_whole_lines(self, tmp_path, reports, clock):
+        newest = sum(len(encode_line(rec(i))) for i in range(15, 25))
+        sink = JsonlFileSink(tmp_path, max_pending=newest, report=reports.append, clock=clock)
+        sink.open()
+        good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
+        for i in range(25):
+            sink.write([rec(i)])
+        assert sink.dropped == 15
+        assert sink.pending_lines == 10
+        assert sink.pending_bytes == newest
+        assert any("dropped" in message for message in reports)
+        os.close(swap_fd(sink, good))
+        sink.close()
+        assert read_ids(tmp_path / FILE_NAME) == list(range(15, 25))
+        assert sink.written + sink.dropped == 25
+
+    def test_overflow_before_open(self, tmp_path):
+        line_size = len(encode_line(rec(0)))
+        sink = JsonlFileSink(tmp_path, max_pending=3 * line_size)
+        sink.write(rec(i) for i in range(5))
+        assert sink.dropped == 2
+        sink.open()
+        sink.close()
+        assert read_ids(tmp_path / FILE_NAME) == [2, 3, 4]
+
+    def test_overflow_flushes_first_when_disk_works(self, tmp_path):
+        line_size = len(encode_line(rec(0)))
+        sink = JsonlFileSink(tmp_path, max_pending=3 * line_size)
+        sink.open()
+        sink.write(rec(i) for i in range(5))
+        sink.write(rec(i) for i in range(5, 8))
+        assert sink.dropped == 0
+        sink.close()
+        assert read_ids(tmp_path / FILE_NAME) == list(range(8))
+
+    def test_close_while_full_counts_dropped(self, tmp_path, reports):
+        sink = JsonlFileSink(tmp_path, report=reports.append)
+        sink.open()
+        good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
+        sink.write(rec(i) for i in range(4))
+        sink.close()  # must not raise
+        os.close(good)
+        assert sink.dropped == 4
+        assert sink.written == 0
+        assert "lost" in reports[-1]
+
+    def test_partial_write_finishes_the_line(self, tmp_path, monkeypatch, clock):
+        """A write cut short mid-line is completed later, and that line is never dropped."""
+        line_size = len(encode_line(rec(0)))
+        sink = JsonlFileSink(tmp_path, max_pending=3 * line_size, clock=clock)
+        sink.open()
+        real_write = os.write
+        budget = [line_size + 10]  # one line and a bit, then the disk is full
+
+        def short_write(fd, data):
+            if budget[0] <= 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            count = real_write(fd, bytes(data[: budget[0]]))
+            budget[0] -= count
+            return count
+
+        monkeypatch.setattr(os, "write", short_write)
+        sink.write(rec(i) for i in range(3))
+        sink.flush()
+        assert sink.written == 1
+        assert sink.write_errors == 1
+        assert sink._head_done == 10
+        # Overflow while the head is half written: the head survives.
+        sink.write(rec(i) for i in range(3, 6))
+        assert sink.dropped == 2
+        budget[0] = 10**9  # space is back
+        sink.flush()
+        monkeypatch.undo()
+        sink.close()
+        assert read_ids(tmp_path / FILE_NAME) == [0, 1, 4, 5]
+        assert sink.written + sink.dropped == 6
+
+    def test_real_tiny_filesystem(self, tiny_fs, reports, clock):
+        directory = tiny_fs / "logs"
+        sink = JsonlFileSink(directory, report=reports.append, clock=clock)
+        sink.open()
+        total = 0
+        while sink.write_errors == 0:
+            sink.write(rec(total + i, message="z" * 300) for i in range(20))
+            total += 20
+            sink.flush()
+            assert total < 10_000, "the 64 KiB filesystem never filled up"
+        assert sink.pending_lines > 0
+        assert reports[0].startswith("disk full")
+        written_while_full = sink.written
+        sink.flush()
+        assert sink.written == written_while_full
+        remount(tiny_fs, "size=4m")  # space returns
+        sink.write(rec(total + i) for i in range(5))
+        total += 5
+        sink.close()
+        assert sink.written == total
+        assert read_ids(directory / FILE_NAME) == list(range(total))
+
+    def test_rotation_into_a_full_disk(self, tiny_fs, clock):
+        directory = tiny_fs / "logs"
+        sink = JsonlFileSink(directory, max_bytes=8_000, backups=20, clock=clock)
+        sink.open()
+        for i in range(400):
+            sink.write([rec(i, message=uuid.uuid4().hex * 4)])
+            if i % 7 == 0:
+                sink.flush()
+        sink.flush()
+        assert sink.write_errors > 0
+        for path in rotated_paths(directory)[:-1]:
+            read_ids(path)  # rotated files hold whole lines even while the disk is full
+        remount(tiny_fs, "size=8m")
+        sink.close()
+        ids = all_ids(directory)
+        assert ids == list(range(400))
+        assert sink.written == 400
+
+
+class TestSync:
+    """sync() flushes and fsyncs; errors are reported, not raised."""
+
+    def test_sync_writes(self, tmp_path):
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        sink.write([rec(0)])
+        sink.sync()
+        assert read_ids(tmp_path / FILE_NAME) == [0]
+        sink.close()
+
+    def test_fsync_error_reported(self, tmp_path, reports, monkeypatch):
+        sink = JsonlFileSink(tmp_path, report=reports.append)
+        sink.open()
+
+        def broken_fsync(_fd):
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(os, "fsync", broken_fsync)
+        sink.write([rec(0)])
+        sink.sync()
+        monkeypatch.undo()
+        assert sink.write_errors == 1
+        assert reports[0].startswith("I/O error: cannot fsync")
+        sink.close()
+
+    def test_broken_reporter_is_ignored(self, tmp_path):
+        def explode(_message):
+            raise RuntimeError
+
+        sink = JsonlFileSink(tmp_path, report=explode)
+        sink.open()
+        good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
+        sink.write([rec(0)])
+        sink.flush()
+        os.close(swap_fd(sink, good))
+        sink.close()
+        assert sink.write_errors == 1

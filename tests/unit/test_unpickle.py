@@ -1,0 +1,273 @@
+import collections
+import datetime as dt
+import logging
+import logging.handlers
+import os
+import pickle
+import resource
+import subprocess
+import time
+
+import pytest
+
+from netlog import unpickle as unpickle_module
+from netlog.errors import DecodeError
+from netlog.unpickle import (
+    Placeholder,
+    SafeUnpickler,
+    check_opcodes,
+    is_placeholder,
+    render_placeholder,
+    short_repr,
+    unpickle_dict,
+)
+
+PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
+
+
+class _Reduce:
+    """Pickles as an arbitrary call, the way an attacker would craft one."""
+
+    def __init__(self, func, *args):
+        self.func = func
+        self.args = args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+class Point:
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+
+
+class TestHostilePickles:
+    """Nothing a pickle names is imported or run."""
+
+    @pytest.mark.parametrize("protocol", PROTOCOLS)
+    def test_os_system_runs_nothing(self, tmp_path, protocol):
+        marker = tmp_path / "pwned"
+        data = pickle.dumps({"msg": _Reduce(os.system, f"touch {marker}")}, protocol)
+        result = unpickle_dict(data)
+        assert not marker.exists()
+        assert isinstance(result["msg"], Placeholder)
+        assert "system" in render_placeholder(result["msg"])
+        assert str(marker) in render_placeholder(result["msg"])
+
+    @pytest.mark.parametrize("protocol", PROTOCOLS)
+    def test_subprocess_popen_runs_nothing(self, tmp_path, protocol):
+        marker = tmp_path / "pwned"
+        data = pickle.dumps({"x": _Reduce(subprocess.Popen, ["touch", str(marker)])}, protocol)
+        unpickle_dict(data)
+        assert not marker.exists()
+
+    def test_eval_is_a_placeholder(self):
+        data = pickle.dumps({"x": _Reduce(eval, "__import__('os').getpid()")}, 2)
+        value = unpickle_dict(data)["x"]
+        assert render_placeholder(value) == "<builtins.eval(\"__import__('os').getpid()\")>"
+
+    def test_getattr_chain_stays_inert(self):
+        # The classic gadget: getattr(__import__('os'), 'system')('id').
+        data = (
+            b"\x80\x02}X\x01\x00\x00\x00x"
+            b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(X\x02\x00\x00\x00ostRX\x06\x00\x00\x00systemtR"
+            b"(X\x02\x00\x00\x00idtRs."
+        )
+        value = unpickle_dict(data)["x"]
+        assert render_placeholder(value).startswith("<builtins.getattr(<builtins.__import__('os')>")
+
+    def test_persistent_id_is_rejected(self):
+        data = b"\x80\x02}X\x01\x00\x00\x00xX\x03\x00\x00\x00pidQs."
+        with pytest.raises(DecodeError) as info:
+            unpickle_dict(data)
+        assert info.value.reason == "bad_frame"
+
+    def test_find_class_imports_nothing(self):
+        unpickler = SafeUnpickler.__new__(SafeUnpickler)
+        value = SafeUnpickler.find_class(unpickler, "netlog_no_such_module", "thing")
+        assert is_placeholder(value)
+        assert value.qualname == "netlog_no_such_module.thing"
+
+    def test_copyreg_reconstructor_is_not_called(self):
+        # Protocol 0/1 objects go through copyreg._reconstructor, which would
+        # call an arbitrary __new__: it must stay a placeholder.
+        data = pickle.dumps({"p": Point(1, 2)}, 1)
+        value = unpickle_dict(data)["p"]
+        assert isinstance(value, Placeholder)
+        assert render_placeholder(value) == "<test_unpickle.Point {'x': 1, 'y': 2}>"
+
+
+class TestMemoryHazards:
+    """Pickles that would make the C unpickler allocate far more than their size."""
+
+    @pytest.mark.parametrize("index", [1 << 24, 1 << 30, 0xFFFFFFFF])
+    def test_long_binput_memo_bomb(self, index):
+        # A 9-byte pickle that makes CPython 3.11's C unpickler zero-fill
+        # index * 16 bytes of memo (measured 512 MiB for index 2**25).
+        data = b"\x80\x02}r" + index.to_bytes(4, "little") + b"."
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(DecodeError, match="memo index"):
+            unpickle_dict(data)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert after - before < 64 * 1024  # KiB
+
+    def test_text_put_memo_bomb(self):
+        with pytest.raises(DecodeError, match="memo index"):
+            unpickle_dict(b"(dp100000000\n.")
+
+    def test_bytes8_claiming_huge_length(self):
+        data = b"\x80\x04}\x8e" + (1 << 40).to_bytes(8, "little") + b"x."
+        with pytest.raises(DecodeError, match="truncated"):
+            unpickle_dict(data)
+
+    def test_deep_nesting_unpickles_without_recursion(self):
+        depth = 100_000
+        data = b"\x80\x02}X\x01\x00\x00\x00a" + b"]" * depth + b"a" * (depth - 1) + b"s."
+        value = unpickle_dict(data)["a"]
+        assert isinstance(value, list)
+        assert short_repr(value).startswith("[[[[")
+
+
+class TestCheckOpcodes:
+    """The opcode pre-check accepts every honest pickle."""
+
+    @pytest.mark.parametrize("protocol", PROTOCOLS)
+    def test_real_pickles_pass(self, protocol):
+        many = {f"k{i}": [i, str(i), float(i), b"b", (i,), {i}] for i in range(400)}
+        value = {
+            "many": many,
+            "when": dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC),
+            "big": 10**40,
+            "text": "ü\n\\ \x00",
+            "point": Point(1, 2),
+        }
+        data = pickle.dumps(value, protocol)
+        assert check_opcodes(data) is None
+        assert unpickle_dict(data)["many"]["k399"][1] == "399"
+
+    def test_truncated_pickle(self):
+        data = pickle.dumps({"a": "b" * 100}, 2)
+        for cut in range(len(data) - 1):
+            assert check_opcodes(data[:cut]) is not None
+
+    def test_unknown_opcode(self):
+        assert check_opcodes(b"\xff") == "unknown opcode 0xff"
+
+
+class TestUnpickleDict:
+    """Only a dict with str keys is a record."""
+
+    def test_not_a_dict(self):
+        with pytest.raises(DecodeError, match="holds a list") as info:
+            unpickle_dict(pickle.dumps([1, 2], 1))
+        assert info.value.reason == "bad_frame"
+
+    def test_placeholder_top_level(self):
+        with pytest.raises(DecodeError, match=r"(os|posix)\.system"):
+            unpickle_dict(pickle.dumps(_Reduce(os.system, "true"), 2))
+
+    def test_non_str_key(self):
+        with pytest.raises(DecodeError, match="non-string key"):
+            unpickle_dict(pickle.dumps({1: "x"}, 1))
+
+    def test_empty(self):
+        with pytest.raises(DecodeError, match="empty"):
+            unpickle_dict(b"")
+
+    @pytest.mark.parametrize(
+        "data",
+        [b"garbage", b"\x80\x02.", b"\x80\x02}0.", b"\x80\x02h\x05.", b"}(a.", b"\x80\x02X\x01"],
+    )
+    def test_corrupt_bytes(self, data):
+        with pytest.raises(DecodeError) as info:
+            unpickle_dict(data)
+        assert info.value.reason == "bad_frame"
+
+    def test_logrecord_from_socket_handler(self):
+        record = logging.makeLogRecord({"msg": "hi %s", "args": ("ü",), "extra_key": 5})
+        frame = logging.handlers.SocketHandler("x", 0).makePickle(record)
+        value = unpickle_dict(frame[4:])
+        assert value["msg"] == "hi ü"
+        assert value["extra_key"] == 5
+
+
+class TestAllowlist:
+    """Side-effect-free value types come back as real values."""
+
+    @pytest.mark.parametrize("protocol", PROTOCOLS)
+    def test_values(self, protocol):
+        value = {
+            "dt": dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "d": dt.date(2024, 1, 2),
+            "t": dt.time(3, 4),
+            "td": dt.timedelta(days=1, seconds=2),
+            "s": {1, 2, 3},
+            "fs": frozenset({"a"}),
+            "od": collections.OrderedDict([("a", 1)]),
+            "b": b"\x00\xff",
+        }
+        assert unpickle_dict(pickle.dumps(value, protocol)) == value
+
+    def test_failing_constructor_gives_a_placeholder(self):
+        data = pickle.dumps({"d": _Reduce(dt.timedelta, 10**12)}, 2)
+        value = unpickle_dict(data)["d"]
+        assert render_placeholder(value) == "<datetime.timedelta(1000000000000)>"
+
+    def test_codecs_encode_only_latin1(self):
+        data = pickle.dumps({"x": _Reduce(__import__("codecs").encode, "abc", "rot13")}, 2)
+        assert render_placeholder(unpickle_dict(data)["x"]) == "<_codecs.encode('abc', 'rot13')>"
+
+
+class TestPlaceholder:
+    """Constructing a placeholder never fails and renders briefly."""
+
+    def test_structlog_logger(self):
+        data = pickle.dumps({"_logger": logging.getLogger("app")}, 1)
+        assert render_placeholder(unpickle_dict(data)["_logger"]) == "<logging.getLogger('app')>"
+
+    def test_every_hook_records(self):
+        cls = SafeUnpickler.find_class(SafeUnpickler.__new__(SafeUnpickler), "m", "C")
+        obj = cls.__new__(cls, 1, k=2)
+        obj.__init__(1, k=2)
+        obj.__setstate__({"s": 1})
+        obj.append(3)
+        obj.extend([4])
+        obj.add(5)
+        obj["k"] = 6
+        assert render_placeholder(obj) == "<m.C(1, k=2) {'s': 1} [3, 4, 5, ('k', 6)]>"
+        assert render_placeholder(obj(7)) == "<m.C(1, k=2) {'s': 1} [3, 4, 5, ('k', 6)](7)>"
+
+    def test_render_is_bounded(self):
+        data = pickle.dumps({"x": _Reduce(os.getenv, "a" * 10_000, list(range(10_000)))}, 2)
+        text = render_placeholder(unpickle_dict(data)["x"])
+        assert len(text) <= 200
+        assert text.endswith("...>")
+
+    def test_class_itself(self):
+        data = pickle.dumps({"cls": Point}, 2)
+        assert render_placeholder(unpickle_dict(data)["cls"]) == "<test_unpickle.Point>"
+
+    def test_many_names_do_not_grow_the_cache_forever(self):
+        for i in range(2000):
+            SafeUnpickler.find_class(SafeUnpickler.__new__(SafeUnpickler), "m", f"n{i}")
+        assert len(unpickle_module._classes) <= 512
+
+
+class TestShortRepr:
+    """short_repr survives values repr() cannot."""
+
+    def test_huge_int(self):
+        assert short_repr(10**5000) == "<int of 16610 bits>"
+
+    def test_amplified_list(self):
+        big = ["x" * 10_000] * 100_000
+        start = time.perf_counter()
+        text = short_repr(big)
+        assert time.perf_counter() - start < 0.1
+        assert len(text) <= 200
+
+    def test_scalars(self):
+        assert short_repr(("a", 1, None, 2.5, b"b")) == "('a', 1, None, 2.5, b'b')"
+        assert short_repr((1,)) == "(1,)"
+        assert short_repr({"a": [1]}) == "{'a': [1]}"
