@@ -148,17 +148,8 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 submit(decoder.feed(b""))
                 return
             except TimeoutError:
-                if draining:
-                    if decoder.pending == 0:
-                        submit(decoder.feed(b""))
-                        return
-                    continue  # inside a record: wait for its rest until the grace ends
-                if decoder.pending == 0 and decoder.records > 0:
-                    # A quiet application between records: not an idle
-                    # attacker, and closing would make SocketHandler lose
-                    # the next record.  Keep it.
+                if self._keep_silent_connection(decoder, draining):
                     continue
-                self.stats.notes["idle_timeout"] += 1
                 submit(decoder.feed(b""))
                 return
             except OSError:
@@ -173,6 +164,19 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             else:
                 submit(decoder.feed(b""))
                 return
+
+    def _keep_silent_connection(self, decoder: StreamDecoder, draining: bool) -> bool:
+        """Whether a connection that stayed silent for its timeout stays open."""
+        if draining:
+            # At a record boundary it is finished; inside a record, the rest
+            # may still come before the grace ends.
+            return decoder.pending > 0
+        if decoder.pending == 0 and decoder.records > 0:
+            # A quiet application between records, not an idle attacker:
+            # closing would make its SocketHandler lose the next record.
+            return True
+        self.stats.notes["idle_timeout"] += 1
+        return False
 
     def _account(self, decoder: StreamDecoder, peer: str) -> None:
         """Move a finished connection's problem counts into the shared stats."""
