@@ -130,3 +130,27 @@ class TestEchoWithNc:
             sock.shutdown(socket.SHUT_WR)
             assert recv_all(sock) == b"still here"
         wait_for(lambda: netlog.proc.poll() is None, 1, what="the server to keep running")
+
+
+class TestEchoLimits:
+    """--max-connections: excess clients wait in the kernel queue, then get served."""
+
+    def test_client_beyond_the_cap_waits_then_is_served(self, netlog_factory):
+        server = netlog_factory("--max-connections", "2")
+        first = connect(server.address("echo"))
+        second = connect(server.address("echo"))
+        for sock in (first, second):
+            sock.sendall(b"x")
+            assert sock.recv(1) == b"x"
+        third = connect(server.address("echo"), timeout=0.5)
+        third.sendall(b"waiting")
+        with pytest.raises(TimeoutError):
+            third.recv(10)  # queued by the kernel, not served while at the cap
+        first.close()
+        third.settimeout(10)
+        received = b""
+        while len(received) < 7:
+            received += third.recv(10)
+        assert received == b"waiting"
+        for sock in (second, third):
+            sock.close()
