@@ -4,10 +4,12 @@ Each connection is driven by callbacks on gevent's own event loop (libev io
 watchers), not by a greenlet: a greenlet switch per read costs more than the
 echo itself, and this is the hot path of every load test pointed at netlog.
 
-A connection reads into one preallocated 64 KiB buffer and writes it back
-before it reads again; when the kernel will not take the whole reply, it
-stops reading until the rest is written.  So a client that sends but never
-reads costs the server at most one buffer, whatever it does.
+Connections read into one preallocated 64 KiB buffer that the whole server
+shares (a read is written back, or the unwritten rest copied out, within the
+same callback), so an idle connection costs no buffer at all.  When the
+kernel will not take the whole reply, the connection stops reading until the
+rest is written: a client that sends but never reads costs the server at
+most one chunk, whatever it does.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ class EchoConnection:
     """One client: a raw non-blocking socket and two io watchers."""
 
     __slots__ = (
-        "buffer",
         "closed",
         "eof",
         "last_active",
@@ -41,7 +42,6 @@ class EchoConnection:
         "reader",
         "server",
         "sock",
-        "view",
         "writer",
     )
 
@@ -49,8 +49,6 @@ class EchoConnection:
         self.server = server
         self.sock = sock
         self.loop = server.loop
-        self.buffer = bytearray(CHUNK)
-        self.view = memoryview(self.buffer)
         self.pending: memoryview | None = None
         self.eof = False
         self.closed = False
@@ -62,8 +60,9 @@ class EchoConnection:
 
     def on_readable(self) -> None:
         """Read what is there and write it straight back."""
+        server = self.server
         try:
-            n = self.sock.recv_into(self.buffer)
+            n = self.sock.recv_into(server.buffer)
         except BlockingIOError:
             return
         except OSError:
@@ -76,7 +75,7 @@ class EchoConnection:
             self.eof = True
             self.finish()
             return
-        self.write(self.view[:n])
+        self.write(server.view[:n])
 
     def write(self, data: memoryview) -> None:
         """Send ``data``; whatever the kernel refuses waits, and reading stops."""
@@ -154,6 +153,8 @@ class EchoServer(StreamServer):  # type: ignore[misc]
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: set[EchoConnection] = set()
+        self.buffer = bytearray(CHUNK)
+        self.view = memoryview(self.buffer)
         self._sweeper: gevent.Greenlet | None = None
         self.paused_full = 0
         """How many times the listener paused because the cap was reached."""
