@@ -37,24 +37,23 @@ def _level(text: str) -> str:
     return name
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
-    return value
+def _in_range(parse: Callable[[str], float], low: float, high: float, what: str) -> Any:
+    """An argparse type: ``parse`` the text, then require ``low <= value <= high``."""
+
+    def convert(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be between {low:g} and {high:g}")
+        return value
+
+    return convert
 
 
-def _retries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
-    return value
+_timeout = _in_range(float, 0.001, 3600, "a number of seconds")
+_retries = _in_range(int, 0, 100, "a whole number")
 
 
 def add_send_parser(commands: argparse._SubParsersAction[Any]) -> None:

@@ -26,6 +26,14 @@ def run_cli(*args, env=None, timeout=30):
     )
 
 
+def ephemeral(log_dir, *overrides: str) -> list[str]:
+    """Every listener on an ephemeral 127.0.0.1 port, then ``overrides``."""
+    args = ["--host", "127.0.0.1", "--log-dir", str(log_dir)]
+    for option in ("--echo-port", "--responder-port", "--log-tcp-port", "--log-udp-port"):
+        args += [option, "0"]
+    return [*args, "--http-port", "0", *overrides]
+
+
 def catches_sigterm(pid: int) -> bool:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("SigCgt:"):
@@ -69,42 +77,14 @@ class TestBadCommandLine:
             busy.bind(("127.0.0.1", 0))
             busy.listen()
             port = busy.getsockname()[1]
-            done = run_cli(
-                "--host",
-                "127.0.0.1",
-                "--echo-port",
-                str(port),
-                "--responder-port",
-                "0",
-                "--log-tcp-port",
-                "0",
-                "--log-udp-port",
-                "0",
-                "--http-port",
-                "0",
-                "--log-dir",
-                str(tmp_path / "d"),
-            )
+            done = run_cli(*ephemeral(tmp_path / "d", "--echo-port", str(port)))
         assert_one_line_error(done, str(port), "in use")
 
     def test_unwritable_log_dir(self, tmp_path):
         blocker = tmp_path / "a-file"
         blocker.write_text("not a directory")
         done = run_cli(
-            "--host",
-            "127.0.0.1",
-            "--echo-port",
-            "0",
-            "--responder-port",
-            "0",
-            "--log-tcp-port",
-            "0",
-            "--log-udp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--log-dir",
-            str(blocker / "logs"),
+            *ephemeral(str(blocker / "logs")),
         )
         assert_one_line_error(done, "log dir", str(blocker / "logs"))
 
@@ -149,20 +129,7 @@ class TestSignals:
         ready = tmp_path / "ready.json"
         proc = subprocess.Popen(
             command(
-                "--host",
-                "127.0.0.1",
-                "--echo-port",
-                "0",
-                "--responder-port",
-                "0",
-                "--log-tcp-port",
-                "0",
-                "--log-udp-port",
-                "0",
-                "--http-port",
-                "0",
-                "--log-dir",
-                str(tmp_path / "d"),
+                *ephemeral(str(tmp_path / "d")),
                 "--ready-file",
                 str(ready),
             ),
