@@ -32,7 +32,11 @@ What is fatal and what is not (the connection policy):
 
 At EOF a last line without its newline is a complete record (a JSON line
 without a final newline at EOF is written), while a partial pickle frame is
-counted in ``dropped["truncated"]`` and never returned half.  After EOF,
+counted in ``dropped["truncated"]`` and never returned half.  When the
+server gives up on a connection that the peer did *not* close (shutdown,
+idle timeout) it calls :meth:`StreamDecoder.abandon` instead: then the
+buffered bytes are half a record whatever the format, so a partial line is
+counted in ``dropped["truncated"]`` too, never written half.  After EOF,
 ``next_record`` hands out what is left and then keeps returning
 :data:`NEED_DATA`; feeding more data after EOF raises ``DecodeError``.
 
@@ -167,6 +171,26 @@ class StreamDecoder:
         if not out and self._error is not None:
             raise DecodeError(self._error.reason, str(self._error))
         return out
+
+    def abandon(self) -> None:
+        """Give up on the connection without its EOF (shutdown, idle timeout).
+
+        Unlike ``feed(b"")``, a last line without its newline is not taken
+        as complete: the peer did not close, so the bytes are half a record.
+        They are counted in ``dropped["truncated"]`` and never returned;
+        complete records already decoded stay available from ``next_record``.
+        """
+        if self._eof or self._error is not None:
+            return
+        self._eof = True
+        self._skipping = False
+        if self._buf:
+            kind = "pickle frame" if self.format == "pickle" else "line"
+            self._problem(
+                "truncated",
+                f"connection given up inside a {kind} ({len(self._buf)} bytes lost)",
+            )
+            self._buf.clear()
 
     # --- decoding --------------------------------------------------------------
 

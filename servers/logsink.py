@@ -145,12 +145,13 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 if data:  # b"" would mean EOF to the decoder
                     bytes_in[self.name] += len(data)
                     submit(decoder.feed(data))
-                submit(decoder.feed(b""))
+                # The peer did not close: what is left is half a record.
+                decoder.abandon()
                 return
             except TimeoutError:
                 if self._keep_silent_connection(decoder, draining):
                     continue
-                submit(decoder.feed(b""))
+                decoder.abandon()
                 return
             except OSError:
                 data = b""  # reset by peer: same as EOF for what we hold
