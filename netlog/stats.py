@@ -25,6 +25,9 @@ class Stats:
     connections_total: Counter[str] = field(default_factory=Counter)
     connections_open: Counter[str] = field(default_factory=Counter)
     bytes_in: Counter[str] = field(default_factory=Counter)
+    """Bytes read, by listener (``log_tcp``, ``log_udp``, ``http``)."""
+    http_requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    """HTTP requests answered, by (route, status code)."""
 
     def summary(self, written: int) -> str:
         """The one line printed at exit."""
