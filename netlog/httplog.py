@@ -1,0 +1,309 @@
+r"""Records from HTTP request bodies (sans-IO): ``POST /log`` and ``GET /log?...``.
+
+Three kinds of body, chosen by ``Content-Type`` (sniffed when there is none):
+
+* ``application/x-www-form-urlencoded``: what ``logging.handlers.HTTPHandler``
+  sends, ``urllib.parse.urlencode(record.__dict__)``, so every value is the
+  ``str()`` of a ``LogRecord`` attribute.  ``created`` becomes ``ts``;
+  ``msg`` is the *unformatted* message and ``args`` the ``str()`` of its
+  arguments, so the message is rebuilt with ``msg % ast.literal_eval(args)``
+  when that is safe, and otherwise kept as sent with ``args`` in ``fields``.
+  A ``message`` attribute (set when a ``Formatter`` ran first) wins.  Other
+  attributes become ``fields`` like a SocketHandler record's.  A form with
+  none of ``levelname``/``levelno``/``created`` is a plain form
+  (``curl -d msg=hi -d level=warning``) and is read like a JSON object.
+* ``application/json``: one object, an array of objects, or JSON lines.
+* ``application/x-ndjson`` (and the other JSON-lines names): one object a line.
+* ``text/plain``: one text record a line.
+
+Every record gets ``format = "http"``.  A bad body raises
+:class:`~netlog.errors.DecodeError` and no record of it is kept: the sender
+is told (HTTP 400), so nothing is half accepted.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import urllib.parse
+from typing import Any, Final
+
+import orjson
+
+from netlog.errors import DecodeError
+from netlog.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
+from netlog.record import Record
+
+__all__ = [
+    "FORM",
+    "MAX_BODY",
+    "decode_body",
+    "decode_form",
+    "format_logrecord_message",
+    "media_type",
+]
+
+#: The largest body ``POST /log`` takes (HTTP 413 beyond).
+MAX_BODY: Final = 10 << 20
+
+FORM: Final = "application/x-www-form-urlencoded"
+_JSON: Final = frozenset({"application/json", "text/json"})
+_JSON_LINES: Final = frozenset(
+    {
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonl",
+        "application/jsonlines",
+        "application/x-jsonlines",
+        "application/json-lines",
+    }
+)
+_TEXT: Final = "text/plain"
+
+_MAX_FIELDS: Final = 10_000
+#: ``args`` longer than this is not evaluated (literal_eval is recursive).
+_MAX_ARGS: Final = 64 * 1024
+#: A conversion wider or more precise than this is not formatted: ``%999999999d``
+#: would turn a 20-byte request into a gigabyte.
+_MAX_WIDTH: Final = 1000
+_SPEC: Final = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.DOTALL)
+_EXC_INFO: Final = re.compile(
+    r"\(<class '([^']+)'>, (.*), <traceback object at 0x[0-9a-fA-F]+>\)\Z", re.DOTALL
+)
+
+#: Attributes whose text ``"None"`` means the attribute was ``None``.
+_NONE_MEANS_ABSENT: Final = frozenset(
+    {
+        "exc_info",
+        "exc_text",
+        "stack_info",
+        "taskName",
+        "args",
+        "processName",
+        "threadName",
+        "funcName",
+        "process",
+        "thread",
+        "pathname",
+        "filename",
+        "module",
+        "lineno",
+    }
+)
+_FLOATS: Final = ("created", "msecs", "relativeCreated")
+_INTS: Final = ("lineno", "levelno", "process", "thread")
+_LOGRECORD_MARKERS: Final = frozenset({"levelname", "levelno", "created"})
+_DEEP_JSON: Final = 250
+
+
+def media_type(content_type: str | None, body: bytes) -> str:
+    """The media type of a body: its ``Content-Type`` without parameters, or a guess.
+
+    A missing (or ``application/octet-stream``) type is guessed: JSON when the
+    body starts with ``{`` or ``[``, a form otherwise, because that is what
+    ``curl -d`` and ``HTTPHandler`` send.
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in ("", "application/octet-stream"):
+        start = body.lstrip()[:1]
+        return "application/json" if start in (b"{", b"[") else FORM
+    return media
+
+
+def decode_body(
+    body: bytes,
+    content_type: str | None,
+    peer: str,
+    received: float,
+    *,
+    max_frame: int = 1 << 20,
+) -> list[Record]:
+    """Decode a whole request body into records; ``DecodeError`` if any part is bad.
+
+    Reasons: ``empty``, ``unsupported_media_type``, ``bad_form``, ``bad_json``,
+    and ``bad_frame`` (a form that expands past the budget).
+    """
+    if not body.strip():
+        raise DecodeError("empty", "the body is empty: send a record")
+    media = media_type(content_type, body)
+    if media == FORM:
+        return [decode_form(body, peer, received, max_frame=max_frame)]
+    if media in _JSON:
+        return _json_body(body, peer, received)
+    if media in _JSON_LINES:
+        return _json_lines(body, peer, received)
+    if media == _TEXT:
+        text = body.decode("utf-8", "backslashreplace")
+        return [
+            from_text(line.rstrip("\r"), peer, received)._replace(format="http")
+            for line in text.split("\n")
+            if line.strip()
+        ]
+    raise DecodeError(
+        "unsupported_media_type",
+        f"Content-Type {media!r} is not one of: form, JSON, JSON lines, text/plain",
+    )
+
+
+# --- forms (HTTPHandler) ------------------------------------------------------
+
+
+def decode_form(data: bytes, peer: str, received: float, *, max_frame: int = 1 << 20) -> Record:
+    """One record from a URL-encoded form (a POST body or a GET query string)."""
+    text = data.decode("utf-8", "backslashreplace").strip()
+    try:
+        pairs = urllib.parse.parse_qsl(
+            text,
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="backslashreplace",
+            max_num_fields=_MAX_FIELDS,
+        )
+    except ValueError as exc:
+        raise DecodeError("bad_form", f"not a form: {exc}") from None
+    if not pairs:
+        raise DecodeError("bad_form", "not a form: no name=value pairs")
+    form = dict(pairs)
+    if not _LOGRECORD_MARKERS & form.keys():
+        obj: dict[str, Any] = dict(form)
+        return from_json(obj, peer, received)._replace(format="http")
+    return _from_logrecord_form(form, peer, received, Budget(expansion_budget(max_frame)))
+
+
+def _from_logrecord_form(
+    form: dict[str, str], peer: str, received: float, budget: Budget
+) -> Record:
+    data = _typed_attributes(form)
+    args = data.pop("args", None)
+    message = data.get("message")
+    unused_args = None
+    if type(message) is str:
+        data["msg"] = message  # a Formatter already did the work
+    else:
+        msg = data.get("msg", "")
+        formatted, used = format_logrecord_message(msg, args)
+        data["msg"] = formatted
+        if not used:
+            unused_args = args
+    exc = data.get("exc_text")
+    if not exc:
+        exc_info = data.pop("exc_info", None)
+        if exc_info:
+            data["exc_text"] = _exc_from_info(exc_info)
+    else:
+        data.pop("exc_info", None)
+    record = from_logrecord(data, peer, received, budget)
+    if unused_args is not None:
+        record.fields["args"] = unused_args
+    return record._replace(format="http")
+
+
+def _typed_attributes(form: dict[str, str]) -> dict[str, Any]:
+    """The form as a LogRecord dict: ``"None"`` left out, numbers as numbers."""
+    data: dict[str, Any] = {
+        key: value
+        for key, value in form.items()
+        if not (value == "None" and key in _NONE_MEANS_ABSENT)
+    }
+    for key in _FLOATS:
+        if key in data:
+            data[key] = _number(data[key], float)
+    for key in _INTS:
+        if key in data:
+            data[key] = _number(data[key], int)
+    return data
+
+
+def _number(text: Any, kind: type[float | int]) -> Any:
+    try:
+        return kind(text)
+    except (TypeError, ValueError, OverflowError):
+        return text
+
+
+def _exc_from_info(text: str) -> str:
+    """``str(record.exc_info)`` as far as it helps: ``ZeroDivisionError('division by zero')``.
+
+    HTTPHandler sends no traceback (it never formats the record), only the
+    ``str()`` of the ``(type, value, traceback)`` tuple.
+    """
+    match = _EXC_INFO.match(text)
+    return match.group(2) if match else text
+
+
+def format_logrecord_message(msg: str, args: str | None) -> tuple[str, bool]:
+    """Rebuild ``msg % args`` from their ``str()`` forms; (message, whether args were used).
+
+    ``args`` is evaluated only as a Python literal (``ast.literal_eval``, never
+    ``eval``), only when short, and the format only when none of its
+    conversions asks for a huge width.  Anything else leaves ``msg`` as sent.
+    """
+    if args is None or args in ("", "()", "{}"):
+        return msg, True
+    if "%" not in msg or len(args) > _MAX_ARGS or not _safe_format(msg):
+        return msg, False
+    try:
+        value = ast.literal_eval(args)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return msg, False
+    if not isinstance(value, tuple | dict):
+        value = (value,)
+    try:
+        return msg % value, True
+    except (TypeError, ValueError, KeyError, OverflowError, MemoryError, RecursionError):
+        return msg, False
+
+
+def _safe_format(msg: str) -> bool:
+    for width, precision, _conversion in _SPEC.findall(msg):
+        for number in (width, precision):
+            if number == "*" or (number and int(number) > _MAX_WIDTH):
+                return False
+    return True
+
+
+# --- JSON ---------------------------------------------------------------------
+
+
+def _record(obj: dict[str, Any], text: bytes, peer: str, received: float) -> Record:
+    deep = len(text) > _DEEP_JSON and text.count(b"{") + text.count(b"[") > _DEEP_JSON
+    return from_json(obj, peer, received, deep=deep)._replace(format="http")
+
+
+def _json_body(body: bytes, peer: str, received: float) -> list[Record]:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if b"\n" in body.strip():
+            return _json_lines(body, peer, received)
+        raise DecodeError("bad_json", f"not JSON: {exc}") from None
+    if type(value) is dict:
+        return [_record(value, body, peer, received)]
+    if type(value) is list:
+        records = []
+        for index, item in enumerate(value):
+            if type(item) is not dict:
+                raise DecodeError("bad_json", f"item {index} of the array is not a JSON object")
+            records.append(_record(item, body, peer, received))
+        if not records:
+            raise DecodeError("empty", "the array is empty: send a record")
+        return records
+    raise DecodeError("bad_json", "expected a JSON object, an array of objects, or JSON lines")
+
+
+def _json_lines(body: bytes, peer: str, received: float) -> list[Record]:
+    records = []
+    for number, line in enumerate(body.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError("bad_json", f"line {number} is not JSON: {exc}") from None
+        if type(value) is not dict:
+            raise DecodeError("bad_json", f"line {number} is not a JSON object")
+        records.append(_record(value, line, peer, received))
+    if not records:
+        raise DecodeError("empty", "the body has no records")
+    return records
