@@ -21,12 +21,19 @@ class Sink(Protocol):
 
 
 class Pipeline:
-    """Counts records and fans them out to the file sink and the console."""
+    """Counts records and fans them out to the file sink, the console and any extras.
 
-    def __init__(self, files: Sink, console: Sink, stats: Stats) -> None:
+    ``extra`` sinks (the live viewer's feed) get every record too; they must
+    be as cheap as the console's ``write`` because they run on the hot path.
+    """
+
+    def __init__(
+        self, files: Sink, console: Sink, stats: Stats, extra: Sequence[Sink] = ()
+    ) -> None:
         self.files = files
         self.console = console
         self.stats = stats
+        self.extra = tuple(extra)
 
     def submit(self, records: Sequence[Record]) -> None:
         """Take records from a decoder; cheap, never blocks on the network."""
@@ -40,8 +47,12 @@ class Pipeline:
             received.update(r.format for r in records)
         self.files.write(records)
         self.console.write(records)
+        for sink in self.extra:
+            sink.write(records)
 
     def flush(self) -> None:
-        """Push buffered records to the file and the console."""
+        """Push buffered records to the file, the console and the extras."""
         self.files.flush()
         self.console.flush()
+        for sink in self.extra:
+            sink.flush()

@@ -1,0 +1,167 @@
+import json
+
+from netlog.pipeline import Pipeline
+from netlog.record import Record
+from netlog.stats import Stats
+from netlog.viewer import load_assets
+from netlog.viewer.feed import MAX_PER_MESSAGE, RecordFeed, sse_dropped, sse_records
+
+
+def rec(i, message=None):
+    return Record(
+        1700000000.0 + i,
+        1700000000.5 + i,
+        "info",
+        "app",
+        f"m{i}" if message is None else message,
+        {"i": i},
+        None,
+        "127.0.0.1:1",
+        "json",
+    )
+
+
+def messages(lines):
+    return [json.loads(line)["message"] for line in lines]
+
+
+class Wakes:
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self):
+        self.count += 1
+
+
+class NullSink:
+    def __init__(self):
+        self.records = []
+
+    def write(self, records):
+        self.records.extend(records)
+
+    def flush(self):
+        pass
+
+
+class TestRecordFeed:
+    """The in-memory ring and its fan-out to open pages."""
+
+    def test_keeps_only_the_newest(self):
+        feed = RecordFeed(recent=3)
+        feed.write([rec(i) for i in range(5)])
+        _, first = feed.subscribe(Wakes())
+        assert messages(first) == ["m2", "m3", "m4"]
+        assert feed.total == 5
+
+    def test_live_records_reach_every_subscriber_once(self):
+        feed = RecordFeed()
+        wake_a, wake_b = Wakes(), Wakes()
+        a, _ = feed.subscribe(wake_a)
+        b, _ = feed.subscribe(wake_b)
+        feed.write([rec(1), rec(2)])
+        feed.write([rec(3)])
+        lines, last, dropped = a.take()
+        assert messages(lines) == ["m1", "m2", "m3"]
+        assert (last, dropped) == (3, 0)
+        assert a.take() == ([], 3, 0)
+        assert messages(b.take()[0]) == ["m1", "m2", "m3"]
+        assert (wake_a.count, wake_b.count) == (2, 2)
+        assert feed.subscribers == 2
+
+    def test_slow_subscriber_loses_oldest_and_is_told(self):
+        feed = RecordFeed(backlog=4)
+        sub, _ = feed.subscribe(Wakes())
+        feed.write([rec(i) for i in range(10)])
+        lines, last, dropped = sub.take()
+        assert messages(lines) == ["m6", "m7", "m8", "m9"]
+        assert (last, dropped) == (10, 6)
+        assert feed.dropped == 6
+        assert sub.take()[2] == 0  # told once
+
+    def test_last_event_id_resumes(self):
+        feed = RecordFeed(recent=10)
+        feed.write([rec(i) for i in range(1, 8)])  # seq 1..7
+        _, first = feed.subscribe(Wakes(), last_seen=5)
+        assert messages(first) == ["m6", "m7"]
+        _, first = feed.subscribe(Wakes(), last_seen=7)
+        assert first == []
+        _, first = feed.subscribe(Wakes(), last_seen=99)  # from before a restart
+        assert len(first) == 7
+        feed.write([rec(i) for i in range(8, 30)])  # ring now holds seq 20..29
+        _, first = feed.subscribe(Wakes(), last_seen=3)  # too old: what is left
+        assert messages(first) == [f"m{i}" for i in range(20, 30)]
+
+    def test_unsubscribe_and_close(self):
+        feed = RecordFeed()
+        wake = Wakes()
+        sub, _ = feed.subscribe(wake)
+        other, _ = feed.subscribe(Wakes())
+        feed.unsubscribe(other)
+        feed.unsubscribe(other)
+        assert feed.subscribers == 1
+        feed.close()
+        assert sub.closed
+        assert wake.count == 1
+        late, _ = feed.subscribe(Wakes())
+        assert late.closed
+        assert feed.subscribers == 1  # closed streams are not kept
+
+    def test_pipeline_feeds_extra_sinks(self):
+        feed = RecordFeed()
+        files, console = NullSink(), NullSink()
+        pipeline = Pipeline(files, console, Stats(), [feed])
+        pipeline.submit([rec(1), rec(2)])
+        pipeline.flush()
+        assert feed.total == 2
+        assert len(files.records) == 2
+
+
+class TestServerSentEvents:
+    """The wire format of the event stream."""
+
+    def test_records_event(self):
+        lines = [b'{"a":1}', b'{"a":2}']
+        assert sse_records(lines, 9) == b'id: 9\nevent: records\ndata: [{"a":1},{"a":2}]\n\n'
+        assert sse_records([], 9) == b""
+
+    def test_big_batches_are_split_with_ids(self):
+        lines = [b"%d" % i for i in range(MAX_PER_MESSAGE + 3)]
+        events = sse_records(lines, 1000).split(b"\n\n")[:-1]
+        assert len(events) == 2
+        last_id = 1000 - 3
+        assert events[0].startswith(b"id: %d\n" % last_id)
+        assert events[1].startswith(b"id: 1000\n")
+        assert json.loads(events[1].split(b"data: ")[1]) == [
+            MAX_PER_MESSAGE,
+            MAX_PER_MESSAGE + 1,
+            MAX_PER_MESSAGE + 2,
+        ]
+
+    def test_hostile_text_stays_on_one_data_line(self):
+        feed = RecordFeed()
+        feed.write([rec(1, "a\nb\r\ndata: forged\u2028\u2029</script>")])
+        _, first = feed.subscribe(Wakes())
+        event = sse_records(first, 1)
+        assert event.count(b"\n") == 4  # id, event, data lines and the blank line
+        assert json.loads(event.split(b"data: ", 1)[1])[0]["message"].startswith("a\nb")
+
+    def test_dropped_event(self):
+        assert sse_dropped(3) == b'event: dropped\ndata: {"count": 3}\n\n'
+
+
+class TestAssets:
+    """The page ships as package data and never uses innerHTML."""
+
+    def test_assets_load(self):
+        assets = load_assets()
+        assert set(assets) == {"/", "/viewer.css", "/viewer.js", "/favicon.svg"}
+        page, content_type = assets["/"]
+        assert content_type.startswith("text/html")
+        assert b'src="viewer.js"' in page
+        assert b"http://" not in page.replace(b"http://host:9022/log", b"")  # no CDN
+
+    def test_script_never_writes_html(self):
+        script = load_assets()["/viewer.js"][0].decode()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in script
