@@ -4,6 +4,12 @@ The order of shutdown is the contract of DESIGN.md: stop accepting first
 (after taking what the kernel already queued), let log connections finish
 within ``--grace``, read what is buffered, write, fsync, print one summary
 line, exit 0.  A second signal exits at once.
+
+The HTTP listener is the exception to "listeners closed first": from the
+signal on, ``/health`` answers 503, and the listener stays open until the
+log connections have drained, so a health check sees the drain instead of
+a refused connection (and records posted meanwhile are still written).
+Event streams to viewer pages end then, so they never hold the exit.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,16 +29,21 @@ import orjson
 
 from netlog.console import ConsoleSink
 from netlog.jsonl import JsonlFileSink
-from netlog.pipeline import Pipeline
+from netlog.metrics import Metrics
+from netlog.pipeline import Pipeline, Sink
 from netlog.report import Reporter
 from netlog.settings import DISABLED, Settings
 from netlog.stats import Stats
+from netlog.viewer import RecordFeed
 from servers.echo import EchoServer
+from servers.http import HttpServer
 from servers.logsink import LogDatagramServer, LogStreamServer, close_quietly
 from servers.responder import ResponderServer
 
 #: How long echo connections get at shutdown, at most (they promise nothing).
 ECHO_GRACE = 1.0
+#: How long requests in flight on the HTTP port get at least, after the drain.
+HTTP_GRACE = 1.0
 
 
 class StartupError(Exception):
@@ -81,6 +93,9 @@ class Runner:
         self.responder: ResponderServer | None = None
         self.log_tcp: LogStreamServer | None = None
         self.log_udp: LogDatagramServer | None = None
+        self.http: HttpServer | None = None
+        self.feed: RecordFeed | None = None
+        self.metrics: Metrics | None = None
         self._listeners: list[tuple[str, Any]] = []
 
     # -- start-up -----------------------------------------------------------
@@ -113,7 +128,7 @@ class Runner:
 
     def _start(self) -> None:
         s = self.settings
-        if s.log_tcp_port != DISABLED or s.log_udp_port != DISABLED:
+        if any(port != DISABLED for port in (s.log_tcp_port, s.log_udp_port, s.http_port)):
             self._open_sinks()
         if s.echo_port != DISABLED:
             self.echo = EchoServer(
@@ -141,6 +156,21 @@ class Runner:
                 (s.host, s.log_udp_port), self.pipeline, self.report, max_frame=s.max_frame
             )
             self._bind("log_udp", "UDP logs", self.log_udp, s.log_udp_port)
+        if self.pipeline is not None and self.feed is not None and self.metrics is not None:
+            self.metrics.files = self.files
+            self.metrics.responder = self.responder
+            self.metrics.feed = self.feed
+            self.http = HttpServer(
+                (s.host, s.http_port),
+                self.pipeline,
+                self.feed,
+                self.metrics,
+                self.report,
+                idle_timeout=s.idle_timeout,
+                max_connections=s.max_connections,
+                max_frame=s.max_frame,
+            )
+            self._bind("http", "HTTP", self.http, s.http_port)
         ports = {name: int(server.address[1]) for name, server in self._listeners}
         if s.ready_file is not None:
             try:
@@ -150,7 +180,8 @@ class Runner:
         listening = ", ".join(f"{name} {port}" for name, port in ports.items())
         self.report.write(f"netlog: serving on {s.host}: {listening or 'no listeners'}")
         if self.pipeline is not None:
-            gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval)
+            observe = self.metrics.flush_seconds.observe if self.metrics is not None else None
+            gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval, observe)
 
     def _open_sinks(self) -> None:
         s = self.settings
@@ -163,7 +194,12 @@ class Runner:
             reason = exc.strerror or str(exc)
             raise StartupError(f"log dir {s.log_dir} is not writable: {reason}") from exc
         self.files = files
-        self.pipeline = Pipeline(files, ConsoleSink(s.console), self.stats)
+        extra: list[Sink] = []
+        if s.http_port != DISABLED:
+            self.feed = RecordFeed()
+            self.metrics = Metrics(self.stats)
+            extra.append(self.feed)
+        self.pipeline = Pipeline(files, ConsoleSink(s.console), self.stats, extra)
 
     def _bind(self, name: str, what: str, server: Any, port: int) -> None:
         try:
@@ -173,10 +209,15 @@ class Runner:
         self._listeners.append((name, server))
 
     @staticmethod
-    def _flush_forever(pipeline: Pipeline, interval: float) -> None:
+    def _flush_forever(
+        pipeline: Pipeline, interval: float, observe: Callable[[float], None] | None
+    ) -> None:
         while True:
             gevent.sleep(interval)
+            started = time.perf_counter()
             pipeline.flush()
+            if observe is not None:
+                observe(time.perf_counter() - started)
 
     # -- shutdown -----------------------------------------------------------
 
@@ -187,6 +228,10 @@ class Runner:
     def _shutdown(self) -> None:
         started = time.monotonic()
         deadline = started + self.settings.grace
+        # 0. /health fails from now on; the HTTP listener itself stays open
+        #    through the drain (see the module docstring).
+        if self.http is not None:
+            self.http.begin_drain()
         # 1. Stop accepting everywhere, taking in what the kernel queued.
         if self.log_udp is not None:
             self.log_udp.drain_and_close()
@@ -204,6 +249,11 @@ class Runner:
             self.log_tcp.finish_drain(deadline)
         if echo_stop is not None:
             echo_stop.join()
+        # 2b. Close the HTTP listener: end event streams and idle keep-alive
+        #     connections, let requests in flight finish within what is left
+        #     of the grace (at least a moment).
+        if self.http is not None:
+            self.http.shutdown(max(HTTP_GRACE, deadline - time.monotonic()))
         # 3. Write, flush, fsync.
         written = 0
         if self.pipeline is not None and self.files is not None:
@@ -213,7 +263,9 @@ class Runner:
             if self.files.dropped:
                 self.stats.dropped["disk_overflow"] += self.files.dropped
         # 4. One summary line.
-        took = time.monotonic() - started
+        self._summary(time.monotonic() - started, written)
+
+    def _summary(self, took: float, written: int) -> None:
         line = f"netlog: stopped in {took:.2f}s: {self.stats.summary(written)}"
         if self.responder is not None:
             r = self.responder
