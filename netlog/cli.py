@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from netlog.commands import add_probe_parser, add_send_parser, run_probe, run_send
 from netlog.settings import ArgumentParser, add_serve_options, settings_from_namespace
+from netlog.tail import add_tail_parser, run_tail
 
 
 def _parser() -> ArgumentParser:
@@ -30,6 +31,7 @@ def _parser() -> ArgumentParser:
     add_serve_options(serve, os.environ)
     add_send_parser(commands)
     add_probe_parser(commands)
+    add_tail_parser(commands)
     return parser
 
 
@@ -68,9 +70,15 @@ def main(argv: Sequence[str] | None = None, *, early_signals: list[int] | None =
         return run_send(namespace)
     if namespace.command == "probe":
         return run_probe(namespace)
+    if namespace.command == "tail":
+        return run_tail(namespace)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,435 @@
+"""netlog tail on real files in tmp_path, called in-process (no subprocess)."""
+
+import json
+import re
+import time
+
+import pytest
+
+from netlog import tail as tail_module
+from netlog.cli import main
+from netlog.encode import encode_line
+from netlog.jsonl import FILE_NAME, JsonlFileSink
+from netlog.record import Record
+from netlog.tail import Filter, Follower, level_rank, parse_since, record_from_json
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def rec(i, *, level="info", logger="app", message=None, fields=None, exc=None, ts=None, fmt="json"):
+    return Record(
+        T0 + i if ts is None else ts,
+        T0 + i + 0.5,
+        level,
+        logger,
+        f"message {i}" if message is None else message,
+        {"i": i, **(fields or {})},
+        exc,
+        "127.0.0.1:5000",
+        fmt,
+    )
+
+
+def write(directory, records, **options):
+    sink = JsonlFileSink(directory, **options)
+    sink.open()
+    sink.write(records)
+    sink.flush()
+    sink.close()
+
+
+def tail(capsys, *args):
+    status = main(["tail", *map(str, args), "--color", "never"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def tail_json(capsys, *args):
+    status, out, err = tail(capsys, *args, "--json")
+    assert status == 0, err
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def ids(records):
+    return [r["fields"]["i"] for r in records]
+
+
+class TestLevelsAndTimes:
+    """The ranks --level compares and the times --since takes."""
+
+    @pytest.mark.parametrize(
+        ("level", "rank"),
+        [
+            ("debug", 10),
+            ("INFO", 20),
+            ("warn", 30),
+            ("warning", 30),
+            ("error", 40),
+            ("fatal", 50),
+            ("critical", 50),
+            ("level 25", 25),
+            ("notice", 25),
+            ("trace", 5),
+            ("verbose", 20),
+            ("", 20),
+        ],
+    )
+    def test_rank(self, level, rank):
+        assert level_rank(level) == rank
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("30s", 1000.0 - 30),
+            ("10m", 1000.0 - 600),
+            ("1h30m", 1000.0 - 5400),
+            ("0.5h", 1000.0 - 1800),
+            ("1d", 1000.0 - 86400),
+            ("2023-11-14T22:13:20Z", T0),
+            ("2023-11-14T23:13:20+01:00", T0),
+            ("2023-11-14T22:13:20", T0),
+        ],
+    )
+    def test_since(self, text, expected):
+        assert parse_since(text, 1000.0) == expected
+
+    @pytest.mark.parametrize("text", ["soon", "10", "10x", "-5m", ""])
+    def test_bad_since(self, text):
+        with pytest.raises(ValueError):
+            parse_since(text, 1000.0)
+
+
+class TestFilter:
+    """Filter.matches on parsed lines."""
+
+    def obj(self, **changes):
+        return json.loads(encode_line(rec(1)._replace(**changes)))
+
+    def test_logger_prefix_is_dotted(self):
+        keep = Filter(loggers=("app",))
+        assert keep.matches(self.obj(logger="app"))
+        assert keep.matches(self.obj(logger="app.db"))
+        assert not keep.matches(self.obj(logger="apple"))
+        assert not keep.matches(self.obj(logger="other.app"))
+
+    def test_field_values_compare_as_json_text(self):
+        obj = self.obj(
+            fields={"n": 5, "ok": True, "none": None, "user": "ada", "deep": {"a": {"b": 1}}}
+        )
+        assert Filter(fields=(("n", "5"),)).matches(obj)
+        assert Filter(fields=(("ok", "true"),)).matches(obj)
+        assert Filter(fields=(("none", "null"),)).matches(obj)
+        assert Filter(fields=(("user", "ada"), ("n", "5"))).matches(obj)
+        assert Filter(fields=(("deep.a.b", "1"),)).matches(obj)
+        assert Filter(fields=(("format", "json"),)).matches(obj)  # a record key
+        assert not Filter(fields=(("user", "bob"),)).matches(obj)
+        assert not Filter(fields=(("missing", "null"),)).matches(obj)
+        assert not Filter(fields=(("user", "ada"), ("n", "6"))).matches(obj)
+
+    def test_regex(self):
+        keep = Filter(regex=re.compile(r"^mess.*\d$", re.IGNORECASE))
+        assert keep.matches(self.obj(message="Message 7"))
+        assert not keep.matches(self.obj(message="a message 7"))
+
+    def test_record_from_json_round_trip(self):
+        record = rec(3, exc="Traceback\n  boom", fields={"user": "ada"})
+        assert record_from_json(json.loads(encode_line(record))) == record
+
+    def test_record_from_foreign_json(self):
+        record = record_from_json({"message": 5, "level": None})
+        assert record.message == "5"
+        assert record.level == "null"
+        assert record.fields == {}
+
+
+class TestReading:
+    """What `netlog tail` prints from the files on disk."""
+
+    def test_default_is_the_last_ten_oldest_first_across_rotation(self, tmp_path, capsys):
+        write(tmp_path, [rec(i) for i in range(40)], max_bytes=1000, backups=10)
+        assert len(list(tmp_path.glob(FILE_NAME + ".*"))) >= 2
+        records, _ = tail_json(capsys, tmp_path)
+        assert ids(records) == list(range(30, 40))
+
+    def test_all_and_counts(self, tmp_path, capsys):
+        write(tmp_path, [rec(i) for i in range(40)], max_bytes=1000, backups=10)
+        assert ids(tail_json(capsys, tmp_path, "-n", "all")[0]) == list(range(40))
+        assert ids(tail_json(capsys, tmp_path, "-n", "25")[0]) == list(range(15, 40))
+        assert tail_json(capsys, tmp_path, "-n", "0")[0] == []
+
+    def test_long_lines_across_read_blocks(self, tmp_path, capsys):
+        records = [rec(i, message=str(i) * (30_000 + i)) for i in range(12)]
+        write(tmp_path, records)
+        found, _ = tail_json(capsys, tmp_path, "-n", "5")
+        assert ids(found) == list(range(7, 12))
+        assert found[0]["message"] == "7" * 30_007
+
+    def test_half_written_last_line_is_not_printed(self, tmp_path, capsys):
+        write(tmp_path, [rec(1), rec(2)])
+        with (tmp_path / FILE_NAME).open("ab") as handle:
+            handle.write(b'{"ts": "2023-11-14T22:13:20Z", "message": "half')
+        status, out, err = tail(capsys, tmp_path, "--json")
+        assert (status, err) == (0, "")
+        assert ids(json.loads(line) for line in out.splitlines()) == [1, 2]
+
+    def test_rotation_between_listing_and_opening(self, tmp_path, capsys, monkeypatch):
+        sink = JsonlFileSink(tmp_path, max_bytes=600, backups=10)
+        sink.open()
+        sink.write([rec(i) for i in range(6)])
+        sink.flush()
+        real = tail_module._open_listed
+        calls = []
+
+        def rotate_after_listing(paths, current):
+            calls.append(list(paths))
+            if len(calls) == 1:  # the sink rotates between the listing and the opens
+                for i in range(6, 12):
+                    sink.write([rec(i)])
+                    sink.flush()
+            return real(paths, current)
+
+        monkeypatch.setattr(tail_module, "_open_listed", rotate_after_listing)
+        assert ids(tail_json(capsys, tmp_path, "-n", "all")[0]) == list(range(12))
+        assert len(calls) == 2
+        sink.close()
+
+    def test_a_single_file_can_be_named(self, tmp_path, capsys):
+        write(tmp_path, [rec(1), rec(2)])
+        assert ids(tail_json(capsys, tmp_path / FILE_NAME)[0]) == [1, 2]
+
+    def test_bad_lines_are_skipped_and_counted(self, tmp_path, capsys):
+        write(tmp_path, [rec(1)])
+        with (tmp_path / FILE_NAME).open("ab") as handle:
+            handle.write(b"not json\n[1, 2]\n\n\xff\xfe\n")
+        write(tmp_path, [rec(2)])
+        status, out, err = tail(capsys, tmp_path, "--json", "-n", "all")
+        assert status == 0
+        assert ids(json.loads(line) for line in out.splitlines()) == [1, 2]
+        assert err == "netlog tail: skipped 3 lines that were not JSON records\n"
+        assert "Traceback" not in err
+
+    def test_pretty_output_escapes_controls(self, tmp_path, capsys):
+        write(
+            tmp_path,
+            [rec(1, message="evil\x1b]0;pwned\x07\nforged line", exc="Traceback:\n  \x1b[2Jboom")],
+        )
+        status, out, _ = tail(capsys, tmp_path)
+        assert status == 0
+        assert "\x1b" not in out
+        assert "\x07" not in out
+        lines = out.splitlines()
+        assert "evil\\x1b]0;pwned\\x07\\nforged line" in lines[0]
+        assert lines[1:] == ["    Traceback:", "      \\x1b[2Jboom"]
+        assert "2023-11-14T22:13:21.000000Z" in lines[0]
+
+    def test_colours_on_request(self, tmp_path, capsys):
+        write(tmp_path, [rec(1, level="error")])
+        main(["tail", str(tmp_path), "--color", "always"])
+        assert "\x1b[" in capsys.readouterr().out
+
+    def test_json_output_escapes_raw_terminal_controls_of_foreign_files(self, tmp_path, capsys):
+        message = "csi \u009b31m and \u2028 sep"
+        line = '{"ts": "2023-11-14T22:13:20Z", "message": "' + message + '", "fields": {"i": 0}}\n'
+        (tmp_path / FILE_NAME).write_text(line, encoding="utf-8")
+        status, out, _ = tail(capsys, tmp_path, "--json")
+        assert status == 0
+        assert "\u009b" not in out
+        assert "\u2028" not in out
+        assert json.loads(out)["message"] == message
+
+
+class TestFilters:
+    """Every filter through the command line."""
+
+    @pytest.fixture
+    def logs(self, tmp_path):
+        records = [
+            rec(0, level="debug", logger="app", message="starting up"),
+            rec(
+                1,
+                level="info",
+                logger="app.db",
+                message="Connected to DB",
+                fields={"user": "ada", "n": 5},
+            ),
+            rec(2, level="warning", logger="apple", message="slow query", fields={"user": "bob"}),
+            rec(
+                3,
+                level="error",
+                logger="app.web",
+                message="request failed",
+                fields={"user": "ada", "ok": False},
+            ),
+            rec(4, level="critical", logger="other", message="disk full"),
+            rec(5, level="notice", logger="sys", message="odd level"),
+            rec(6, level="level 35", logger="app", message="numbered level"),
+            rec(7, level="chatty", logger="app", message="unknown level"),
+        ]
+        write(tmp_path, records)
+        return tmp_path
+
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            ([], list(range(8))),
+            (["--level", "debug"], list(range(8))),
+            (["--level", "info"], [1, 2, 3, 4, 5, 6, 7]),
+            (["--level", "warning"], [2, 3, 4, 6]),
+            (["--level", "WARN"], [2, 3, 4, 6]),
+            (["--level", "error"], [3, 4]),
+            (["--level", "critical"], [4]),
+            (["--level", "25"], [2, 3, 4, 5, 6]),
+            (["--logger", "app"], [0, 1, 3, 6, 7]),
+            (["--logger", "app.db", "--logger", "other"], [1, 4]),
+            (["--logger", "app.web.handlers"], []),
+            (["--grep", "DB"], [1]),
+            (["--grep", "level"], [5, 6, 7]),
+            (["--grep", "^s", "--regex"], [0, 2]),
+            (["--grep", "^s"], []),
+            (["--field", "user=ada"], [1, 3]),
+            (["--field", "user=ada", "--field", "n=5"], [1]),
+            (["--field", "ok=false"], [3]),
+            (["--field", "format=json", "--level", "critical"], [4]),
+            (["--since", "2023-11-14T22:13:23Z"], [3, 4, 5, 6, 7]),
+            (["--since", "2023-11-14T23:13:25+01:00"], [5, 6, 7]),
+            (["--logger", "app", "--level", "warning", "--field", "user=ada"], [3]),
+            (["-n", "2", "--logger", "app"], [6, 7]),
+        ],
+    )
+    def test_filter(self, logs, capsys, args, expected):
+        records, _ = tail_json(capsys, logs, "-n", "all", *args)
+        assert ids(records) == expected
+
+    def test_since_duration(self, tmp_path, capsys):
+        now = time.time()
+        write(tmp_path, [rec(0, ts=now - 7200), rec(1, ts=now - 1800), rec(2, ts=now - 5)])
+        assert ids(tail_json(capsys, tmp_path, "--since", "1h")[0]) == [1, 2]
+        assert ids(tail_json(capsys, tmp_path, "--since", "1m")[0]) == [2]
+
+
+class TestBadArguments:
+    """One line on stderr, exit 2."""
+
+    @pytest.mark.parametrize(
+        ("args", "words"),
+        [
+            (["--level", "loud"], ["--level", "loud"]),
+            (["-n", "lots"], ["-n", "lots"]),
+            (["-n", "-3"], ["-3"]),
+            (["--since", "yesterday"], ["--since", "yesterday"]),
+            (["--field", "novalue"], ["--field", "KEY=VALUE"]),
+            (["--color", "pink"], ["--color", "pink"]),
+            (["--grep", "(", "--regex"], ["--grep", "regular expression"]),
+            (["--no-such"], ["--no-such"]),
+        ],
+    )
+    def test_bad(self, tmp_path, capsys, args, words):
+        write(tmp_path, [rec(1)])
+        try:
+            status = main(["tail", str(tmp_path), *args])
+        except SystemExit as exc:
+            status = exc.code
+        assert status == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        for word in words:
+            assert word in err
+
+    def test_missing_dir(self, tmp_path, capsys):
+        assert main(["tail", str(tmp_path / "nope")]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [
+            f"netlog tail: error: {tmp_path / 'nope'} is not a log dir or a file"
+        ]
+
+    def test_environment_names_the_dir(self, tmp_path, capsys, monkeypatch):
+        write(tmp_path, [rec(1)])
+        monkeypatch.setenv("NETLOG_LOG_DIR", str(tmp_path))
+        assert ids(tail_json(capsys)[0]) == [1]
+
+    def test_default_dir_is_netlog_data(self, tmp_path, capsys, monkeypatch):
+        write(tmp_path / "netlog-data", [rec(4)])
+        monkeypatch.delenv("NETLOG_LOG_DIR", raising=False)
+        monkeypatch.chdir(tmp_path)
+        assert ids(tail_json(capsys)[0]) == [4]
+
+
+class TestFollower:
+    """Follower.poll: appends, half lines, rotation and truncation."""
+
+    def lines(self, follower):
+        return [json.loads(line)["fields"]["i"] for line in follower.poll() if line.strip()]
+
+    def test_appends_and_half_lines(self, tmp_path):
+        path = tmp_path / FILE_NAME
+        path.write_bytes(b"")
+        follower = Follower(path)
+        assert follower.poll() == []
+        with path.open("ab") as handle:
+            handle.write(b'{"fields": {"i": 1}}\n{"fields": {"i"')
+            handle.flush()
+            assert self.lines(follower) == [1]
+            handle.write(b": 2}}\n")
+        assert self.lines(follower) == [2]
+        follower.close()
+
+    def test_rotation_reads_the_old_file_to_its_end(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=600, backups=5)
+        sink.open()
+        follower = Follower(tmp_path / FILE_NAME)
+        seen = []
+        for i in range(30):
+            sink.write([rec(i)])
+            sink.flush()  # one rotation every few records
+            if i % 2:
+                seen += self.lines(follower)
+        seen += self.lines(follower)
+        sink.close()
+        follower.close()
+        assert seen == list(range(30))
+
+    def test_two_rotations_between_polls(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=600, backups=10)
+        sink.open()
+        sink.write([rec(0)])
+        sink.flush()
+        follower = Follower(tmp_path / FILE_NAME)
+        assert self.lines(follower) == [0]
+        for i in range(1, 12):  # several rotations, no poll
+            sink.write([rec(i)])
+            sink.flush()
+        assert len(list(tmp_path.glob(FILE_NAME + ".*"))) >= 3
+        assert self.lines(follower) == list(range(1, 12))
+        sink.close()
+        follower.close()
+
+    def test_truncation_starts_again(self, tmp_path):
+        path = tmp_path / FILE_NAME
+        path.write_bytes(b'{"fields": {"i": 1}}\n{"fields": {"i": 2}}\n')
+        follower = Follower(path)
+        assert self.lines(follower) == [1, 2]
+        with path.open("r+b") as handle:
+            handle.truncate(0)
+            handle.write(b'{"fields": {"i": 3}}\n')
+        assert self.lines(follower) == [3]
+        follower.close()
+
+    def test_file_appears_later(self, tmp_path):
+        path = tmp_path / "later" / FILE_NAME
+        follower = Follower(path)
+        assert follower.poll() == []
+        path.parent.mkdir()
+        path.write_bytes(b'{"fields": {"i": 9}}\n')
+        assert self.lines(follower) == [9]
+        follower.close()
+
+    def test_deleted_file_replaced(self, tmp_path):
+        path = tmp_path / FILE_NAME
+        path.write_bytes(b'{"fields": {"i": 1}}\n')
+        follower = Follower(path)
+        assert self.lines(follower) == [1]
+        path.unlink()
+        assert follower.poll() == []
+        path.write_bytes(b'{"fields": {"i": 2}}\n')
+        assert self.lines(follower) == [2]
+        follower.close()
