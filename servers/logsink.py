@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import select
 import struct
 import termios
 import time
@@ -104,6 +105,28 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self.max_line = max_line
         self.draining = False
         self._handlers: set[gevent.Greenlet] = set()
+        # gevent asks full() before each accept; while it says so, new
+        # connections wait in the kernel's queue.  Count and report that.
+        self.full = self._full_and_counted
+
+    def _full_and_counted(self) -> bool:
+        """``pool.full()``, counting the times a waiting connection found it so."""
+        if not self.pool.full():
+            return False
+        try:
+            poller = select.poll()  # not select(): it fails on fds >= 1024
+            poller.register(self.socket, select.POLLIN)
+            waiting = bool(poller.poll(0))
+        except (OSError, ValueError, AttributeError):  # AttributeError: monkey-patched select
+            waiting = False
+        if waiting:
+            self.stats.notes["max_connections"] += 1
+            self.report(
+                f"{self.pool.size} log connections open, the --max-connections limit: "
+                "new ones wait in the kernel's queue",
+                key="max_connections",
+            )
+        return True
 
     def handle(self, sock: Any, address: Any) -> None:
         """Decode one connection until EOF, a fatal decode error, or shutdown."""
