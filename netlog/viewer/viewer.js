@@ -114,6 +114,17 @@
     return node;
   }
 
+  // A LogRecord's origin in one line: "app/views.py:42 in checkout · MainThread · pid 7".
+  function origin(src) {
+    let text = String(src.file ?? "?");
+    if (src.line !== undefined) text += ":" + src.line;
+    if (src.func !== undefined) text += " in " + src.func;
+    if (src.thread !== undefined) text += " · " + src.thread;
+    if (src.task !== undefined) text += " · task " + src.task;
+    if (src.process !== undefined) text += " · pid " + src.process;
+    return text;
+  }
+
   function detail(rec) {
     const box = el("div", "detail");
     const dl = el("dl");
@@ -124,7 +135,11 @@
     };
     add("message", rec.message || "", false);
     const fields = rec.fields && typeof rec.fields === "object" ? rec.fields : {};
-    for (const [key, value] of Object.entries(fields)) add(key, value, false);
+    for (const [key, value] of Object.entries(fields)) {
+      if (key !== "_src") add(key, value, false);
+    }
+    const src = fields._src;
+    if (src && typeof src === "object") add("source", origin(src), true);
     add("ts", rec.ts, true);
     add("received", rec.received, true);
     add("peer", rec.peer, true);
@@ -149,11 +164,12 @@
     countsBox.replaceChildren();
     const names = LEVELS.concat(counts.has("other") ? ["other"] : []);
     for (const name of names) {
-      const chip = el("button", "chip lvl-" + name, name);
+      const count = counts.get(name) || 0;
+      const chip = el("button", "chip lvl-" + name + (count ? "" : " zero"), name);
       chip.type = "button";
       chip.dataset.level = name;
       chip.title = name === "other" ? "levels netlog does not know" : "show " + name + " and above";
-      chip.append(el("b", "", String(counts.get(name) || 0)));
+      chip.append(el("b", "", String(count)));
       countsBox.append(chip);
     }
   }
