@@ -19,6 +19,8 @@ idle keep-alive connections at once and gives requests in flight a moment.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -63,6 +65,7 @@ _PAGE_HEADERS: Final = [
     ("Referrer-Policy", "no-referrer"),
 ]
 _NO_STORE: Final = ("Cache-Control", "no-store")
+_SOCKET_REPR: Final = re.compile(r"^<[^>]*>: ")
 
 
 def _text(status: int, text: str, *extra: tuple[str, str]) -> Response:
@@ -93,7 +96,8 @@ class _ErrorLog:
         self._report = report
 
     def write(self, message: str) -> None:
-        text = message.strip()
+        # pywsgi starts each line with the socket's repr: noise for a reader.
+        text = _SOCKET_REPR.sub("", message.strip(), count=1)
         if text:
             self._report(f"HTTP: {text[:300]}", key="http:error")
 
@@ -165,7 +169,10 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.stats.connections_total[self.name] += 1
         self.stats.connections_open[self.name] += 1
         try:
-            super().handle(sock, address)
+            # A peer that leaves while pywsgi answers a bad request makes its
+            # send fail outside the application: nothing is left to do then.
+            with contextlib.suppress(OSError):
+                super().handle(sock, address)
         finally:
             self.stats.connections_open[self.name] -= 1
 
@@ -265,7 +272,11 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             data = query.encode("latin-1", "backslashreplace")
             content_type = FORM
         else:
-            body = self._read_body(environ)
+            try:
+                body = self._read_body(environ)
+            except OSError as exc:  # a malformed chunk, a reset, the idle timeout
+                self._count_bad("unreadable_body")
+                return _text(400, f"cannot read the body: {exc}", ("Connection", "close"))
             if body is None:
                 self._count_bad("too_large")
                 return _text(

@@ -176,6 +176,25 @@ class TestBodies:
             conn.close()
         assert netlog.records() == []
 
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"GARBAGE REQUEST LINE HERE\r\n\r\n",
+            b"POST /log HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST /log HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n",
+        ],
+    )
+    def test_malformed_requests_get_400_and_no_traceback(self, netlog, raw):
+        for close_early in (False, True):
+            with socket.create_connection(netlog.address("http"), timeout=TIMEOUT) as sock:
+                sock.sendall(raw)
+                if close_early:  # gone before the answer: nothing may be printed
+                    continue
+                assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+        assert request(netlog, "GET", "/health")[0] == 200
+        assert netlog.stop(timeout=15) == 0
+        assert "Traceback" not in netlog.stderr()
+
     def test_ready_file_names_http_and_minus_one_disables_it(self, netlog_factory):
         server = netlog_factory("--http-port", "-1", "--echo-port", "-1")
         assert "http" not in server.ports
