@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import select
+import socket
 import struct
 import termios
 import time
@@ -33,13 +34,32 @@ from servers.responder import MAX_DATAGRAM, bind_udp
 
 #: Bytes read per recv; large reads amortise the per-call cost.
 READ_SIZE = 256 * 1024
-#: Reads in a row before a handler yields, so one fast sender cannot starve
-#: the others (a gevent recv that finds data ready never switches).
+#: A handler lets the event loop run after this many reads in a row, or
+#: once it has decoded this many bytes since it last did: a gevent recv that
+#: finds data ready never switches, so without this one fast sender starves
+#: the others, and the flush timer and the signal handler with them.
 READS_PER_YIELD = 8
+BYTES_PER_YIELD = 64 * 1024
+#: How a handler yields: any delay above zero puts it behind one full turn
+#: of the event loop (timers, signals, I/O).  ``gevent.sleep(0)`` does not:
+#: it only queues a callback, and the loop checks its clock once per 50 of
+#: those, so eight busy connections (~20 ms of decoding per 256 KiB read)
+#: kept SIGTERM, the grace timer and the flush timer waiting for 8 s and
+#: more, and shutdown never finished while senders kept sending.
+LOOP_TURN = 1e-6
 #: While draining, a connection at a record boundary that stays silent this
 #: long is finished: an application's idle SocketHandler never closes its
 #: connection, and waiting the whole grace for it helps nobody.
 DRAIN_QUIET = 0.5
+#: Kernel receive buffer of each log connection.  Linux grows it up to
+#: tcp_rmem's maximum (32 MiB here) for a sender faster than the decoder,
+#: and all of it must be decoded after the grace at shutdown: eight such
+#: senders made SIGTERM take 9-10 s with a 5 s grace.  256 KiB (the kernel
+#: doubles it) still carries ~5 MB/s per connection at 50 ms round trip.
+RECEIVE_BUFFER = 256 * 1024
+#: Seconds handlers get to decode their final reads after the grace: a
+#: safety bound only, never reached unless something is badly wrong.
+FINAL_DECODE_LIMIT = 60.0
 
 
 class StartDrain(Exception):  # noqa: N818 - a signal thrown into a handler, not an error
@@ -128,6 +148,12 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             )
         return True
 
+    def init_socket(self) -> None:
+        """Bind, then bound the receive buffer every accepted connection inherits."""
+        super().init_socket()
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
     def handle(self, sock: Any, address: Any) -> None:
         """Decode one connection until EOF, a fatal decode error, or shutdown."""
         me = gevent.getcurrent()
@@ -152,12 +178,13 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         bytes_in = self.stats.bytes_in
         draining = self.draining
         sock.settimeout(DRAIN_QUIET if draining else self.idle_timeout)
-        reads = 0
+        reads = unyielded = 0
         while True:
             try:
                 reads += 1
-                if reads % READS_PER_YIELD == 0:
-                    gevent.sleep(0)
+                if reads >= READS_PER_YIELD or unyielded >= BYTES_PER_YIELD:
+                    reads = unyielded = 0
+                    gevent.sleep(LOOP_TURN)
                 data = sock.recv(READ_SIZE)
             except StartDrain:
                 draining = True
@@ -165,6 +192,13 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 continue
             except DrainNow:
                 data = read_buffered(sock)
+                # Close before decoding: the peer stops sending at once (it
+                # gets a reset) instead of competing for the CPU, and every
+                # other handler makes its final read before this one spends
+                # time decoding, so their buffers do not grow meanwhile.
+                with contextlib.suppress(OSError):
+                    sock.close()
+                gevent.sleep(0)
                 if data:  # b"" would mean EOF to the decoder
                     bytes_in[self.name] += len(data)
                     submit(decoder.feed(data))
@@ -180,6 +214,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 data = b""  # reset by peer: same as EOF for what we hold
             if data:
                 bytes_in[self.name] += len(data)
+                unyielded += len(data)
                 records = decoder.feed(data)
                 if records:
                     submit(records)
@@ -243,7 +278,10 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self.pool.join(timeout=max(0.0, deadline - time.monotonic()))
         for handler in list(self._handlers):
             handler.kill(DrainNow, block=False)
-        self.pool.join(timeout=5.0)
+        # Handlers now only decode what they hold (their sockets are closed),
+        # which takes a while for a large backlog on a slow machine; killing
+        # them sooner would lose records that reached the process in time.
+        self.pool.join(timeout=FINAL_DECODE_LIMIT)
         self.pool.kill(block=True, timeout=1.0)
 
 
