@@ -79,6 +79,19 @@ def buffered_bytes(sock: Any) -> int:
     return int(struct.unpack("i", raw)[0])
 
 
+def _announce_shutdown(sock: Any) -> None:
+    """Half-close our side: the peer sees EOF while we keep reading what it sends.
+
+    A client that watches its socket (``netlog.client.SinkHandler`` checks
+    before every batch) stops sending into a connection that is about to
+    close and keeps its records for the next server, instead of writing a
+    batch that lands after our final read and is lost with the reset.  The
+    stdlib SocketHandler never reads, so it is unaffected.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+
+
 def read_buffered(sock: Any) -> bytes:
     """Read what is already buffered on ``sock`` without waiting for more.
 
@@ -178,6 +191,8 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         bytes_in = self.stats.bytes_in
         draining = self.draining
         sock.settimeout(DRAIN_QUIET if draining else self.idle_timeout)
+        if draining:
+            _announce_shutdown(sock)
         reads = unyielded = 0
         while True:
             try:
@@ -189,21 +204,10 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             except StartDrain:
                 draining = True
                 sock.settimeout(DRAIN_QUIET)
+                _announce_shutdown(sock)
                 continue
             except DrainNow:
-                data = read_buffered(sock)
-                # Close before decoding: the peer stops sending at once (it
-                # gets a reset) instead of competing for the CPU, and every
-                # other handler makes its final read before this one spends
-                # time decoding, so their buffers do not grow meanwhile.
-                with contextlib.suppress(OSError):
-                    sock.close()
-                gevent.sleep(0)
-                if data:  # b"" would mean EOF to the decoder
-                    bytes_in[self.name] += len(data)
-                    submit(decoder.feed(data))
-                # The peer did not close: what is left is half a record.
-                decoder.abandon()
+                self._final_read(sock, decoder)
                 return
             except TimeoutError:
                 if self._keep_silent_connection(decoder, draining):
@@ -223,6 +227,22 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             else:
                 submit(decoder.feed(b""))
                 return
+
+    def _final_read(self, sock: Any, decoder: StreamDecoder) -> None:
+        """The grace is over: decode what the kernel holds, then give up on the rest."""
+        data = read_buffered(sock)
+        # Close before decoding: the peer stops sending at once (it gets a
+        # reset) instead of competing for the CPU, and every other handler
+        # makes its final read before this one spends time decoding, so
+        # their buffers do not grow meanwhile.
+        with contextlib.suppress(OSError):
+            sock.close()
+        gevent.sleep(0)
+        if data:  # b"" would mean EOF to the decoder
+            self.stats.bytes_in[self.name] += len(data)
+            self.pipeline.submit(decoder.feed(data))
+        # The peer did not close: what is left is half a record.
+        decoder.abandon()
 
     def _keep_silent_connection(self, decoder: StreamDecoder, draining: bool) -> bool:
         """Whether a connection that stayed silent for its timeout stays open."""
