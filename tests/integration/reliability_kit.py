@@ -134,6 +134,26 @@ def parse_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in data.split(b"\n")[:-1]]
 
 
+def wait_lines(path: Path, count: int, timeout: float = 15.0) -> list[dict]:
+    """Wait until the JSONL file at ``path`` (any log dir) holds ``count`` whole lines."""
+
+    def enough():
+        if not path.exists():
+            return None
+        data = path.read_bytes()
+        lines = data.split(b"\n")[:-1]
+        return [json.loads(line) for line in lines] if len(lines) >= count else None
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = enough()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {count} lines in {path}")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def tmpfs(directory: Path, *options: str):
     """Mount a tmpfs on ``directory`` for the block; skip when mounting is impossible."""
