@@ -145,6 +145,9 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             log=None,
             error_log=_ErrorLog(report),
             handler_class=_Handler,
+            # Given, so pywsgi does not look the host up (socket.getfqdn can
+            # wait for a DNS server that a container may not have).
+            environ={"SERVER_NAME": listener[0] or "netlog"},
         )
         self.pipeline = pipeline
         self.stats = pipeline.stats
