@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import select
 import socket
 import struct
 import termios
@@ -138,28 +137,43 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self.max_line = max_line
         self.draining = False
         self._handlers: set[gevent.Greenlet] = set()
-        # gevent asks full() before each accept; while it says so, new
-        # connections wait in the kernel's queue.  Count and report that.
-        self.full = self._full_and_counted
+        # gevent asks full() before each accept and stops accepting while it
+        # says so: new connections then wait in the kernel's queue, silently.
+        self.full = self._full_and_watched
+        self._wait_watcher: Any = None
 
-    def _full_and_counted(self) -> bool:
-        """``pool.full()``, counting the times a waiting connection found it so."""
+    def _full_and_watched(self) -> bool:
+        """``pool.full()``; while full, watch for a connection that has to wait."""
         if not self.pool.full():
             return False
-        try:
-            poller = select.poll()  # not select(): it fails on fds >= 1024
-            poller.register(self.socket, select.POLLIN)
-            waiting = bool(poller.poll(0))
-        except (OSError, ValueError, AttributeError):  # AttributeError: monkey-patched select
-            waiting = False
-        if waiting:
-            self.stats.notes["max_connections"] += 1
-            self.report(
-                f"{self.pool.size} log connections open, the --max-connections limit: "
-                "new ones wait in the kernel's queue",
-                key="max_connections",
-            )
+        if self._wait_watcher is None and not self.closed:
+            watcher = self.loop.io(self.socket.fileno(), 1)  # 1: readable
+            watcher.start(self._connection_waits)
+            self._wait_watcher = watcher
         return True
+
+    def _connection_waits(self) -> None:
+        """A connection arrived while every slot is taken: count it and say so."""
+        self._stop_wait_watcher()
+        if not self.pool.full():
+            return  # a slot came free first: gevent accepts it as usual
+        self.stats.notes["max_connections"] += 1
+        self.report(
+            f"{self.pool.size} log connections open, the --max-connections limit: "
+            "new ones wait in the kernel's queue",
+            key="max_connections",
+        )
+
+    def _stop_wait_watcher(self) -> None:
+        watcher, self._wait_watcher = self._wait_watcher, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+
+    def close(self) -> None:
+        """Stop watching for waiting connections, then close the listener."""
+        self._stop_wait_watcher()
+        super().close()
 
     def init_socket(self) -> None:
         """Bind, then bound the receive buffer every accepted connection inherits."""
