@@ -20,6 +20,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,18 @@ def probes(stderr: str) -> tuple[int, int, int]:
     match = PROBES.search(stderr)
     assert match, f"no probe counts in: {stderr!r}"
     return int(match[1]), int(match[2]), int(match[3])
+
+
+def metric(server, name: str, **labels: str) -> float:
+    """One sample of the server's ``/metrics`` (0 when absent: counters start unseen)."""
+    url = f"http://127.0.0.1:{server.ports['http']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    key = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(key + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def cpu_seconds(pid: int) -> float:

@@ -23,6 +23,7 @@ from reliability_kit import (
     connect,
     cpu_seconds,
     frame,
+    metric,
     parse_lines,
     record_figure,
     remount,
@@ -303,7 +304,9 @@ class TestDiskFull:
 
     def test_full_tmpfs_then_space_returns(self, netlog_factory, tmp_path):
         with tmpfs(tmp_path / "small", "size=256k") as directory:
-            server = netlog_factory(*LOG_ONLY, "--log-dir", str(directory))
+            server = netlog_factory(
+                "--echo-port", "-1", "--responder-port", "-1", "--log-dir", str(directory)
+            )
             pad = "p" * 200
             total = 3000
             with connect(server.address("log_tcp")) as sock:
@@ -322,6 +325,8 @@ class TestDiskFull:
             assert cpu < 0.2, f"{cpu:.0%} CPU while the disk is full"
             on_disk_while_full = len(parse_lines_tolerant(directory / "records.jsonl"))
             assert on_disk_while_full < total
+            write_errors = metric(server, "netlog_file_write_errors_total")
+            assert write_errors >= 1
             remount(directory, "size=8m")
             wait_lines(directory / "records.jsonl", total, timeout=20)
             assert server.stop() == 0
@@ -335,6 +340,7 @@ class TestDiskFull:
             records=total,
             on_disk_while_full=on_disk_while_full,
             disk_full_reports=full_reports,
+            write_errors_counted=write_errors,
             cpu_while_full=round(cpu, 3),
             resumed=True,
         )

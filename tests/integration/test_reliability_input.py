@@ -22,6 +22,7 @@ from reliability_kit import (
     frame,
     is_closed_by_peer,
     log_frame,
+    metric,
     parse_lines,
     peak_rss_kib,
     raw_frame,
@@ -31,9 +32,12 @@ from reliability_kit import (
 )
 
 from netlog.client import SinkHandler
+from netlogproc import wait_for
 
 #: Most scenarios need only the log listeners.
 LOG_ONLY = ("--echo-port", "-1", "--responder-port", "-1", "--http-port", "-1")
+#: The log listeners and /metrics.
+NO_ECHO = ("--echo-port", "-1", "--responder-port", "-1")
 
 
 def isolated_logger(name: str, handler: logging.Handler) -> logging.Logger:
@@ -158,7 +162,7 @@ class TestBadFramesKeepTheConnection:
     """Scenario 4: a well-framed frame that is not a dict, or is corrupt, is skipped."""
 
     def test_bad_frames_counted_connection_kept(self, netlog_factory):
-        server = netlog_factory(*LOG_ONLY)
+        server = netlog_factory(*NO_ECHO)
         bad_frames = [
             frame(["a", "list"]),
             frame("a string"),
@@ -174,6 +178,12 @@ class TestBadFramesKeepTheConnection:
             sock.sendall(log_frame("third, same connection"))
             server.wait_records(3)
         assert messages(server.records()) == ["first", "second", "third, same connection"]
+        counted = wait_for(
+            lambda: metric(server, "netlog_bad_frames_total", reason="bad_frame"),
+            10,
+            what="the bad frames in /metrics",
+        )
+        assert counted == len(bad_frames)
         assert server.stop() == 0
         _, dropped, bad = summary(server.stderr())
         assert (dropped, bad) == (len(bad_frames), len(bad_frames))
@@ -429,7 +439,7 @@ class TestBrokenJson:
 
     @pytest.mark.parametrize("console", ["pretty", "json"])
     def test_each_counted_or_escaped_writer_survives(self, netlog_factory, console):
-        server = netlog_factory(*LOG_ONLY, "--console", console)
+        server = netlog_factory(*NO_ECHO, "--console", console)
         lines = [
             b'{"event": "bad utf8 \xff\xfe"}',
             b"text with bad utf8 \xc3\x28",
@@ -470,11 +480,18 @@ class TestBrokenJson:
         assert by["pickle big"]["fields"]["v"].startswith("<int of")
         assert by["deep pickle"]["fields"]["x"] is not None
         assert server.proc.poll() is None
+        notes = {
+            reason: metric(server, "netlog_notes_total", reason=reason)
+            for reason in ("json_as_text", "invalid_utf8")
+        }
+        assert notes == {"json_as_text": 5, "invalid_utf8": 2}
         assert server.stop() == 0
         assert summary(server.stderr()) == (len(records), 0, 0)
         out = server.stdout()
         assert out.count("\n") == len(records)
-        record_figure("12", console=console, records=len(records), stdout_lines=out.count("\n"))
+        record_figure(
+            "12", console=console, records=len(records), stdout_lines=out.count("\n"), **notes
+        )
 
 
 HOSTILE = "one\ntwo\rthree\x1b]0;owned\x07four\x9bfive\u2028six\u202eseven"

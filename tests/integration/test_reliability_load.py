@@ -15,6 +15,7 @@ from reliability_kit import (
     connect,
     is_closed_by_peer,
     log_frame,
+    metric,
     probes,
     raise_fd_limit,
     record_figure,
@@ -24,6 +25,8 @@ from reliability_kit import (
 )
 
 LOG_ONLY = ("--echo-port", "-1", "--responder-port", "-1", "--http-port", "-1")
+#: The log listeners and /metrics.
+NO_ECHO = ("--echo-port", "-1", "--responder-port", "-1")
 
 
 def open_many(address, count: int, timeout: float = 10.0) -> list[socket.socket]:
@@ -57,7 +60,7 @@ class TestSlowloris:
     def test_idle_and_stalled_closed_after_timeout_real_client_served(self, netlog_factory):
         raise_fd_limit(4096)
         idle_timeout = 2.0
-        server = netlog_factory(*LOG_ONLY, "--idle-timeout", str(idle_timeout))
+        server = netlog_factory(*NO_ECHO, "--idle-timeout", str(idle_timeout))
         address = server.address("log_tcp")
         quiet_app = connect(address)
         quiet_app.sendall(log_frame("quiet app, first record"))
@@ -97,6 +100,8 @@ class TestSlowloris:
         quiet_app.sendall(log_frame("quiet app, after the timeout"))
         server.wait_records(3)
         quiet_app.close()
+        assert metric(server, "netlog_notes_total", reason="idle_timeout") == 500
+        assert metric(server, "netlog_records_dropped_total", reason="truncated") == 300
         assert server.stop() == 0
         written, dropped, _ = summary(server.stderr())
         assert written == 3
@@ -117,7 +122,7 @@ class TestMaxConnections:
 
     def test_excess_waits_counted_existing_flow(self, netlog_factory):
         limit = 4
-        server = netlog_factory(*LOG_ONLY, "--max-connections", str(limit))
+        server = netlog_factory(*NO_ECHO, "--max-connections", str(limit))
         address = server.address("log_tcp")
         first = open_many(address, limit)
         excess: list[socket.socket] = []
@@ -131,6 +136,8 @@ class TestMaxConnections:
             for i, sock in enumerate(first):
                 sock.sendall(log_frame(f"a{i} 2"))
             server.wait_records(2 * limit)
+            waits = metric(server, "netlog_notes_total", reason="max_connections")
+            assert waits >= 1
             time.sleep(0.5)
             assert not [m for m in map(message_of, server.records()) if m.startswith("b")]
             started = time.monotonic()
@@ -154,7 +161,7 @@ class TestMaxConnections:
             limit=limit,
             excess=3,
             queued_served_after_slot_ms=round(served_after * 1000, 1),
-            reported=True,
+            times_a_connection_waited=waits,
         )
 
 
