@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import socket
 import struct
 import termios
@@ -136,6 +137,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self.max_frame = max_frame
         self.max_line = max_line
         self.draining = False
+        self.drain_deadline = math.inf
         self._handlers: set[gevent.Greenlet] = set()
         # gevent asks full() before each accept and stops accepting while it
         # says so: new connections then wait in the kernel's queue, silently.
@@ -202,13 +204,17 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
 
     def _serve(self, sock: Any, decoder: StreamDecoder) -> None:
         submit = self.pipeline.submit
-        bytes_in = self.stats.bytes_in
         draining = self.draining
         sock.settimeout(DRAIN_QUIET if draining else self.idle_timeout)
         if draining:
             _announce_shutdown(sock)
         reads = unyielded = 0
         while True:
+            if draining and time.monotonic() >= self.drain_deadline:
+                # Checked here, not only by the runner's timer: while every
+                # handler is busy, the hub runs that timer late.
+                self._final_read(sock, decoder)
+                return
             try:
                 reads += 1
                 if reads >= READS_PER_YIELD or unyielded >= BYTES_PER_YIELD:
@@ -231,19 +237,27 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             except OSError:
                 data = b""  # reset by peer: same as EOF for what we hold
             if data:
-                bytes_in[self.name] += len(data)
                 unyielded += len(data)
-                records = decoder.feed(data)
-                if records:
-                    submit(records)
-                    if decoder.error is not None:
-                        raise decoder.error
+                self._take(data, decoder)
             else:
                 submit(decoder.feed(b""))
                 return
 
+    def _take(self, data: bytes, decoder: StreamDecoder) -> None:
+        """Decode bytes just read and hand the records on."""
+        self.stats.bytes_in[self.name] += len(data)
+        records = decoder.feed(data)
+        if records:
+            self.pipeline.submit(records)
+            if decoder.error is not None:
+                raise decoder.error
+
     def _final_read(self, sock: Any, decoder: StreamDecoder) -> None:
         """The grace is over: decode what the kernel holds, then give up on the rest."""
+        # Out of the set the runner signals, so no DrainNow is sent from now
+        # on; one sent just before (the handler saw the deadline itself at
+        # the same moment) is absorbed at the only switch point below.
+        self._handlers.discard(gevent.getcurrent())
         data = read_buffered(sock)
         # Close before decoding: the peer stops sending at once (it gets a
         # reset) instead of competing for the CPU, and every other handler
@@ -251,7 +265,8 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         # their buffers do not grow meanwhile.
         with contextlib.suppress(OSError):
             sock.close()
-        gevent.sleep(0)
+        with contextlib.suppress(DrainNow):
+            gevent.sleep(0)
         if data:  # b"" would mean EOF to the decoder
             self.stats.bytes_in[self.name] += len(data)
             self.pipeline.submit(decoder.feed(data))
@@ -302,8 +317,9 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             self.do_handle(*args)
         self.close()
 
-    def start_drain(self) -> None:
-        """Tell running handlers that shutdown has begun."""
+    def start_drain(self, deadline: float) -> None:
+        """Tell running handlers that shutdown has begun and when the grace ends."""
+        self.drain_deadline = deadline
         for handler in list(self._handlers):
             handler.kill(StartDrain, block=False)
 

@@ -245,7 +245,7 @@ class Runner:
         if self.echo is not None:
             echo_stop = gevent.spawn(self.echo.stop, min(ECHO_GRACE, self.settings.grace))
         if self.log_tcp is not None:
-            self.log_tcp.start_drain()
+            self.log_tcp.start_drain(deadline)
             self.log_tcp.finish_drain(deadline)
         if echo_stop is not None:
             echo_stop.join()

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from netlog.jsonl import rotated_paths
+
 FIGURES = Path(
     os.environ.get("NETLOG_FIGURES")
     or Path(tempfile.gettempdir()) / "netlog-reliability-figures.jsonl"
@@ -145,6 +147,11 @@ def parse_lines(path: Path) -> list[dict]:
     data = path.read_bytes()
     assert not data or data.endswith(b"\n"), f"{path} ends in a torn line"
     return [json.loads(line) for line in data.split(b"\n")[:-1]]
+
+
+def parse_all(log_dir: Path) -> list[dict]:
+    """Every record in a log dir, rotated files first (oldest to newest), each line whole."""
+    return [record for path in rotated_paths(log_dir) for record in parse_lines(path)]
 
 
 def wait_lines(path: Path, count: int, timeout: float = 15.0) -> list[dict]:
