@@ -116,33 +116,22 @@ def encode_line(record: Record) -> bytes:
             and type(peer) is str
             and type(fmt) is str
             and type(fields) is dict
+            and (exc is None or type(exc) is str)
         ):
             return _finish(_encode_sanitized(record))
+        obj = {
+            "ts": format_time(ts),
+            "received": format_time(received),
+            "level": level,
+            "logger": logger,
+            "message": message,
+            "fields": fields,
+            "exc": exc,
+            "peer": peer,
+            "format": fmt,
+        }
         if exc is None:
-            obj = {
-                "ts": format_time(ts),
-                "received": format_time(received),
-                "level": level,
-                "logger": logger,
-                "message": message,
-                "fields": fields,
-                "peer": peer,
-                "format": fmt,
-            }
-        else:
-            if type(exc) is not str:
-                return _finish(_encode_sanitized(record))
-            obj = {
-                "ts": format_time(ts),
-                "received": format_time(received),
-                "level": level,
-                "logger": logger,
-                "message": message,
-                "fields": fields,
-                "exc": exc,
-                "peer": peer,
-                "format": fmt,
-            }
+            del obj["exc"]  # absent, not null; the other keys keep their order
         line = orjson.dumps(obj) + _NEWLINE  # compact: see _dumps_line
     except Exception:  # noqa: BLE001 - orjson raises TypeError subclasses, a bad record anything
         line = _encode_sanitized(record)
