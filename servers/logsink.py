@@ -22,7 +22,7 @@ from typing import Any
 
 import gevent
 from gevent.pool import Pool
-from gevent.server import DatagramServer, StreamServer
+from gevent.server import StreamServer
 
 from netlog.datagram import decode_datagram
 from netlog.errors import DecodeError
@@ -30,7 +30,7 @@ from netlog.pipeline import Pipeline
 from netlog.record import Record, format_peer
 from netlog.report import Reporter
 from netlog.stream import StreamDecoder
-from servers.responder import MAX_DATAGRAM, bind_udp
+from servers.responder import FullDatagramServer
 
 #: Bytes read per recv; large reads amortise the per-call cost.
 READ_SIZE = 256 * 1024
@@ -203,7 +203,6 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             self._account(decoder, peer)
 
     def _serve(self, sock: Any, decoder: StreamDecoder) -> None:
-        submit = self.pipeline.submit
         draining = self.draining
         sock.settimeout(DRAIN_QUIET if draining else self.idle_timeout)
         if draining:
@@ -240,7 +239,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 unyielded += len(data)
                 self._take(data, decoder)
             else:
-                submit(decoder.feed(b""))
+                self.pipeline.submit(decoder.feed(b""))
                 return
 
     def _take(self, data: bytes, decoder: StreamDecoder) -> None:
@@ -268,8 +267,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         with contextlib.suppress(DrainNow):
             gevent.sleep(0)
         if data:  # b"" would mean EOF to the decoder
-            self.stats.bytes_in[self.name] += len(data)
-            self.pipeline.submit(decoder.feed(data))
+            self._take(data, decoder)
         # The peer did not close: what is left is half a record.
         decoder.abandon()
 
@@ -288,11 +286,10 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
 
     def _account(self, decoder: StreamDecoder, peer: str) -> None:
         """Move a finished connection's problem counts into the shared stats."""
+        self.stats.notes.update(decoder.notes)
         if not decoder.dropped:
-            self.stats.notes.update(decoder.notes)
             return
         self.stats.dropped.update(decoder.dropped)
-        self.stats.notes.update(decoder.notes)
         for reason, count in decoder.dropped.items():
             if reason in ("bad_frame", "bad_json"):
                 self.stats.bad_frames[reason] += count
@@ -335,7 +332,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self.pool.kill(block=True, timeout=1.0)
 
 
-class LogDatagramServer(DatagramServer):  # type: ignore[misc]
+class LogDatagramServer(FullDatagramServer):
     """Log records over UDP, one per datagram; never replies to anything."""
 
     name = "log_udp"
@@ -348,18 +345,6 @@ class LogDatagramServer(DatagramServer):  # type: ignore[misc]
         self.stats = pipeline.stats
         self.report = report
         self.max_frame = max_frame
-
-    def init_socket(self) -> None:
-        """Bind, then make room for full-size datagrams."""
-        super().init_socket()
-        bind_udp(self)
-
-    def do_read(self) -> tuple[bytes, Any] | None:
-        """Read whole datagrams (gevent reads only 8192 bytes)."""
-        try:
-            return self._socket.recvfrom(MAX_DATAGRAM)  # type: ignore[no-any-return]
-        except BlockingIOError:
-            return None
 
     def handle(self, data: bytes, address: Any) -> None:
         """Decode one datagram inline: no greenlet per datagram."""

@@ -21,16 +21,29 @@ MAX_DATAGRAM = 65535
 READS_PER_WAKEUP = 256
 
 
-def bind_udp(server: DatagramServer) -> None:
-    """Give a DatagramServer's socket room for full-size datagrams under load."""
-    raw = server.socket
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        # A smaller kernel limit is fine: only bursts are affected.
-        with contextlib.suppress(OSError):
-            raw.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
+class FullDatagramServer(DatagramServer):  # type: ignore[misc]
+    """A DatagramServer that reads whole datagrams and buffers bursts.
+
+    gevent's own reads only 8192 bytes, cutting larger datagrams.
+    """
+
+    def init_socket(self) -> None:
+        """Bind, then make room for full-size datagrams under load."""
+        super().init_socket()
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            # A smaller kernel limit is fine: only bursts are affected.
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
+
+    def do_read(self) -> tuple[bytes, Any] | None:
+        """Read one whole datagram, or ``None`` when none is queued."""
+        try:
+            return self._socket.recvfrom(MAX_DATAGRAM)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            return None
 
 
-class ResponderServer(DatagramServer):  # type: ignore[misc]
+class ResponderServer(FullDatagramServer):
     """Answers probes: ``ping`` -> ``pong``, anything else echoed."""
 
     def __init__(self, listener: tuple[str, int], *, rate: float) -> None:
@@ -40,24 +53,13 @@ class ResponderServer(DatagramServer):  # type: ignore[misc]
         self.rate_limited = 0
         self.refused = 0
 
-    def init_socket(self) -> None:
-        """Bind, then make room for full-size datagrams."""
-        super().init_socket()
-        bind_udp(self)
-
-    def do_read(self) -> tuple[bytes, Any] | None:
-        """Read whole datagrams (gevent reads only 8192 bytes)."""
-        try:
-            return self._socket.recvfrom(MAX_DATAGRAM)  # type: ignore[no-any-return]
-        except BlockingIOError:
-            return None
-
     def _do_read(self) -> None:
         """The read callback: answer what is queued in one tight loop.
 
-        Replaces gevent's generic loop, which per datagram checks a pool,
-        calls ``do_read`` and wraps ``handle`` in a handle-then-close
-        helper; for 64-byte probes those calls cost as much as the reply.
+        Replaces gevent's generic loop (so ``do_read`` goes unused here),
+        which per datagram checks a pool, calls ``do_read`` and wraps
+        ``handle`` in a handle-then-close helper; for 64-byte probes those
+        calls cost as much as the reply.
         Bounded per wake-up so other listeners get their turn.
         """
         recvfrom = self._socket.recvfrom
