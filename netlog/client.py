@@ -39,7 +39,6 @@ Wire = Literal["pickle", "json"]
 #: Attributes every LogRecord has; an ``extra=`` key among them would make
 #: ``Logger.makeRecord`` raise, so :func:`configure`'s structlog chain renames them.
 RESERVED_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-_STANDARD_ATTRS = RESERVED_ATTRS
 
 
 def parse_address(address: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
@@ -177,13 +176,13 @@ class SinkHandler(logging.Handler):
     # -- encoding -----------------------------------------------------------
 
     def _encode(self, record: logging.LogRecord) -> bytes:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         if self.wire == "json":
             return self._encode_json(record)
         return self._encode_pickle(record)
 
     def _encode_pickle(self, record: logging.LogRecord) -> bytes:
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
         d = dict(record.__dict__)
         d["msg"] = record.getMessage()
         d["args"] = None
@@ -196,8 +195,6 @@ class SinkHandler(logging.Handler):
         return struct.pack(">L", len(data)) + data
 
     def _encode_json(self, record: logging.LogRecord) -> bytes:
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
         obj: dict[str, Any] = {
             "timestamp": record.created,
             "level": record.levelname.lower(),
@@ -206,7 +203,7 @@ class SinkHandler(logging.Handler):
         }
         if record.exc_text:
             obj["exception"] = record.exc_text
-        obj.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS)
+        obj.update((k, v) for k, v in record.__dict__.items() if k not in RESERVED_ATTRS)
         # "+ newline" rather than OPT_APPEND_NEWLINE: it copies the line out
         # of orjson's ~4 KiB output buffer, so a buffer of ``capacity``
         # queued lines costs their size, not 4 KiB each.
