@@ -4,44 +4,71 @@ Each connection is driven by callbacks on gevent's own event loop (libev io
 watchers), not by a greenlet: a greenlet switch per read costs more than the
 echo itself, and this is the hot path of every load test pointed at netlog.
 
-Connections read into one preallocated 64 KiB buffer that the whole server
+Connections read into one preallocated 256 KiB buffer that the whole server
 shares (a read is written back, or the unwritten rest copied out, within the
-same callback), so an idle connection costs no buffer at all.  When the
-kernel will not take the whole reply, the connection stops reading until the
-rest is written: a client that sends but never reads costs the server at
-most one chunk, whatever it does.
+same callback), or splice through a pipe taken from a small pool for the
+callback, so an idle connection costs no buffer at all.  When the kernel
+will not take the whole reply, the connection stops reading until the rest
+is written: a client that sends but never reads costs the server at most
+one chunk (in user space, or in the pipe it keeps), whatever it does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import os
 import socket
 from typing import Any
 
 import gevent
 from gevent.server import StreamServer
 
-#: Read size; also the most one connection ever holds in user space.
-CHUNK = 65536
+#: Most bytes one read takes; also the most one connection holds in user space.
+CHUNK = 1 << 18
+#: Reads a wake-up may do while each one fills the buffer (a bulk stream).
+READS_PER_WAKEUP = 16
+#: After a read of this size range, the next wake-up splices instead of copying.
+SPLICE_MIN = 1 << 14
+SPLICE_MAX = 1 << 16
+#: Spare pipes kept for splicing; more are made (and closed) on demand.
+SPARE_PIPES = 2
+_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+_splice = os.splice
 _READ = 1
 _WRITE = 2
 #: How often silent connections are looked for (at most), seconds.
 SWEEP_INTERVAL = 1.0
 
+Pipe = tuple[int, int]
+
 
 class EchoConnection:
-    """One client: a raw non-blocking socket and two io watchers."""
+    """One client: a raw non-blocking socket and two io watchers.
+
+    Two ways to echo, chosen by the size of the connection's last read.
+    Messages of 16-64 KiB are spliced (socket -> pipe -> socket, like Go's
+    ``io.Copy`` between TCP connections): the bytes never enter user space,
+    1.2-1.4x the throughput of copying them.  Small messages are copied
+    (``recv_into`` and ``send``), which costs less per call, and so are bulk
+    streams (reads of more than 64 KiB), where splicing measured 0.85-0.9x
+    of copying here.
+    """
 
     __slots__ = (
         "closed",
         "eof",
+        "fd",
         "last_active",
+        "left",
         "loop",
         "pending",
+        "pipe",
         "reader",
         "server",
         "sock",
+        "splicing",
         "writer",
     )
 
@@ -50,67 +77,152 @@ class EchoConnection:
         self.sock = sock
         self.loop = server.loop
         self.pending: memoryview | None = None
+        """Copied bytes the kernel refused, or ``None``."""
+        self.pipe: Pipe | None = None
+        """A pipe holding spliced bytes the kernel refused, or ``None``."""
+        self.left = 0
+        """How many bytes ``pipe`` still holds."""
+        self.splicing = False
         self.eof = False
         self.closed = False
         self.last_active = self.loop.now()
-        fd = sock.fileno()
+        self.fd = fd = sock.fileno()
         self.reader = self.loop.io(fd, _READ)
         self.writer = self.loop.io(fd, _WRITE)
         self.reader.start(self.on_readable)
 
     def on_readable(self) -> None:
-        """Read what is there and write it straight back."""
-        server = self.server
-        try:
-            n = self.sock.recv_into(server.buffer)
-        except BlockingIOError:
-            return
-        except OSError:
-            self.close()
-            return
-        self.last_active = self.loop.now()
-        if not n:
-            # The client half-closed; everything it sent is already written
-            # (a pending reply stops reading), so say we are done too.
-            self.eof = True
-            self.finish()
-            return
-        self.write(server.view[:n])
+        """Echo what is queued, by copy or by splice."""
+        # Out of descriptors for a pipe, copying still works.
+        pipe = self.server.take_pipe() if self.splicing else None
+        if pipe is not None:
+            n = self._splice_round(pipe)
+        else:
+            # The copy path inline: it carries the small messages, where
+            # every call counts.
+            server = self.server
+            try:
+                n = self.sock.recv_into(server.buffer)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.close()
+                return
+            if not n:
+                self.at_eof()
+                return
+            if self.write(server.view[:n]) and n == CHUNK:
+                n = self._copy_more()
+        if n:
+            self.last_active = self.loop.now()
+            self.splicing = SPLICE_MIN <= n <= SPLICE_MAX
 
-    def write(self, data: memoryview) -> None:
-        """Send ``data``; whatever the kernel refuses waits, and reading stops."""
+    def _copy_more(self) -> int:
+        """A read filled the buffer (a bulk stream): go on; the last read's size."""
+        server = self.server
+        recv_into = self.sock.recv_into
+        n = CHUNK
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                n = recv_into(server.buffer)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.close()
+                return 0
+            if not n:
+                self.at_eof()
+                return 0
+            if not self.write(server.view[:n]) or n < CHUNK:
+                break
+        return n
+
+    def _splice_round(self, pipe: Pipe) -> int:
+        """Splice in and back out through ``pipe``; the last read's size."""
+        server = self.server
+        fd = self.fd
+        n = 0
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                n = _splice(fd, pipe[1], CHUNK, None, None, _SPLICE_FLAGS)
+            except BlockingIOError:
+                break
+            except OSError:
+                server.give_back(pipe)
+                self.close()
+                return 0
+            if not n:
+                server.give_back(pipe)
+                self.at_eof()
+                return 0
+            try:
+                sent = _splice(pipe[0], fd, n, None, None, _SPLICE_FLAGS)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                server.discard(pipe)  # it still holds this connection's bytes
+                self.close()
+                return 0
+            if sent < n:
+                # The pipe keeps the rest: it is this connection's until written.
+                self.pipe = pipe
+                self.left = n - sent
+                self.wait_writable()
+                return n
+            if n < CHUNK:
+                break
+        server.give_back(pipe)
+        return n
+
+    def at_eof(self) -> None:
+        """The client half-closed: say we are done too.
+
+        Everything it sent is already written, since a pending reply stops reading.
+        """
+        self.eof = True
+        self.finish()
+
+    def write(self, data: memoryview) -> bool:
+        """Send ``data``; ``False`` when the kernel refused some (it waits, reading stops)."""
         try:
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
             self.close()
-            return
+            return False
         if sent == len(data):
-            return
+            return True
         # Copy the rest out of the shared read buffer before reading resumes.
         self.pending = memoryview(bytes(data[sent:]))
+        self.wait_writable()
+        return False
+
+    def wait_writable(self) -> None:
+        """Stop reading until the pending reply is written."""
         self.reader.stop()
         self.writer.start(self.on_writable)
 
     def on_writable(self) -> None:
         """Finish a reply the kernel refused earlier, then read again."""
-        pending = self.pending
-        if pending is None:
-            self.writer.stop()
-            return
         try:
-            sent = self.sock.send(pending)
+            if self.pipe is not None:
+                self.left -= _splice(self.pipe[0], self.fd, self.left, None, None, _SPLICE_FLAGS)
+                if self.left:
+                    return
+                self.server.give_back(self.pipe)
+                self.pipe = None
+            elif self.pending is not None:
+                sent = self.sock.send(self.pending)
+                self.pending = self.pending[sent:] if sent < len(self.pending) else None
+                if self.pending is not None:
+                    return
         except BlockingIOError:
             return
         except OSError:
             self.close()
             return
         self.last_active = self.loop.now()
-        if sent < len(pending):
-            self.pending = pending[sent:]
-            return
-        self.pending = None
         self.writer.stop()
         if self.eof:
             self.finish()
@@ -132,6 +244,9 @@ class EchoConnection:
         self.writer.stop()
         self.reader.close()
         self.writer.close()
+        if self.pipe is not None:
+            self.server.discard(self.pipe)
+            self.pipe = None
         with contextlib.suppress(OSError):
             self.sock.close()
         self.server.forget(self)
@@ -155,6 +270,7 @@ class EchoServer(StreamServer):  # type: ignore[misc]
         self.connections: set[EchoConnection] = set()
         self.buffer = bytearray(CHUNK)
         self.view = memoryview(self.buffer)
+        self.pipes: list[Pipe] = []
         self._sweeper: gevent.Greenlet | None = None
         self.paused_full = 0
         """How many times the listener paused because the cap was reached."""
@@ -187,6 +303,33 @@ class EchoServer(StreamServer):  # type: ignore[misc]
             self.stop_accepting()
         return None  # nothing for gevent to spawn
 
+    def take_pipe(self) -> Pipe | None:
+        """An empty pipe for splicing, or ``None`` when none can be made."""
+        if self.pipes:
+            return self.pipes.pop()
+        try:
+            pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        # A smaller pipe (a lower pipe-max-size) only means shorter splices.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe[1], fcntl.F_SETPIPE_SZ, CHUNK)
+        return pipe
+
+    def give_back(self, pipe: Pipe) -> None:
+        """An emptied pipe: kept for the next splice, or closed."""
+        if len(self.pipes) < SPARE_PIPES and not self.closed:
+            self.pipes.append(pipe)
+        else:
+            self.discard(pipe)
+
+    @staticmethod
+    def discard(pipe: Pipe) -> None:
+        """Close a pipe (one that may still hold bytes nobody will read)."""
+        for fd in pipe:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def forget(self, connection: EchoConnection) -> None:
         """A connection closed: make room for the next one."""
         self.connections.discard(connection)
@@ -210,5 +353,7 @@ class EchoServer(StreamServer):  # type: ignore[misc]
                 gevent.sleep(0.05)
         for connection in list(self.connections):
             connection.close()
+        while self.pipes:
+            self.discard(self.pipes.pop())
         if self._sweeper is not None:
             self._sweeper.kill(block=False)

@@ -1,11 +1,13 @@
 """TCP echo against the real process: byte-exact, streamed, bounded."""
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +103,85 @@ class TestEcho:
         server = netlog_factory("--idle-timeout", "0.3")
         with connect(server.address("echo")) as sock:
             assert sock.recv(10) == b""
+
+
+def pipes_of(pid: int) -> int:
+    """How many pipe descriptors the process holds (splicing needs them)."""
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):  # closed since listed
+            count += str(fd.readlink()).startswith("pipe:")
+    return count
+
+
+def round_trip(sock, payload: bytes) -> bytes:
+    sock.sendall(payload)
+    received = bytearray()
+    while len(received) < len(payload):
+        chunk = sock.recv(len(payload) - len(received))
+        if not chunk:
+            break
+        received += chunk
+    return bytes(received)
+
+
+class TestEchoSplice:
+    """16-64 KiB messages go through a pipe (splice), the rest is copied."""
+
+    def test_small_messages_are_copied_without_pipes(self, netlog):
+        before = pipes_of(netlog.pid)
+        with connect(netlog.address("echo")) as sock:
+            for size in (1, 100, 1024, 16383):
+                payload = os.urandom(size)
+                assert round_trip(sock, payload) == payload
+        assert pipes_of(netlog.pid) == before
+
+    def test_mixed_sizes_are_echoed_byte_exact_and_medium_ones_spliced(self, netlog):
+        before = pipes_of(netlog.pid)
+        sizes = [1024, 32768, 48000, 65536, 1, 16384, 300_000, 40000, 7, 65535, 2_000_000, 20000]
+        with connect(netlog.address("echo")) as sock:
+            for size in sizes * 3:
+                payload = os.urandom(size)
+                assert round_trip(sock, payload) == payload
+        # The pipes splicing used are kept as spares (two descriptors each).
+        assert pipes_of(netlog.pid) >= before + 2
+
+    def test_spliced_reply_waits_in_the_pipe_for_a_slow_reader(self, netlog):
+        block = os.urandom(40000)
+        with connect(netlog.address("echo")) as sock:
+            assert round_trip(sock, block) == block  # the next read splices
+            sock.setblocking(False)
+            sent = 0
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # until the server stops reading
+                try:
+                    sent += sock.send(block[: 40000 - sent % 40000])
+                except BlockingIOError:
+                    break
+            sock.settimeout(10)
+            assert sent > 40000, "the client never filled the buffers"
+            received = bytearray()
+            while len(received) < sent:
+                received += sock.recv(1 << 20)
+            assert received == (block * (sent // 40000 + 1))[:sent]
+
+    def test_pipe_of_a_client_that_left_mid_reply_is_closed(self, netlog):
+        block = os.urandom(40000)
+        with connect(netlog.address("echo")) as sock:  # leaves spare pipes behind
+            assert round_trip(sock, block) == block
+            assert round_trip(sock, block) == block
+        before = pipes_of(netlog.pid)
+        for _ in range(5):
+            with connect(netlog.address("echo")) as sock:
+                assert round_trip(sock, block) == block
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    for _ in range(200):
+                        sock.send(block)
+            # Closed with the server's reply unread: a reset, the pipe abandoned.
+        # A leaked pipe would be two descriptors per client.
+        wait_for(lambda: pipes_of(netlog.pid) <= before, what="the abandoned pipes to close")
 
 
 @pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")
