@@ -56,34 +56,38 @@ class ResponderServer(FullDatagramServer):
     def _do_read(self) -> None:
         """The read callback: answer what is queued in one tight loop.
 
-        Replaces gevent's generic loop (so ``do_read`` goes unused here),
-        which per datagram checks a pool, calls ``do_read`` and wraps
-        ``handle`` in a handle-then-close helper; for 64-byte probes those
-        calls cost as much as the reply.
-        Bounded per wake-up so other listeners get their turn.
+        Replaces gevent's generic loop, which per datagram checks a pool,
+        calls ``do_read`` and wraps ``handle`` in a handle-then-close helper;
+        for 64-byte probes those calls cost as much as the reply.  Without a
+        rate limit the clock is not read at all.  Bounded per wake-up so
+        other listeners get their turn.
         """
-        recvfrom = self._socket.recvfrom
-        handle = self.handle
+        sock = self._socket
+        recvfrom = sock.recvfrom
+        sendto = sock.sendto
+        allow = self.limiter.allow if self.limiter.rate > 0 else None
+        answered = refused = rate_limited = 0
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, address = recvfrom(MAX_DATAGRAM)
-            except BlockingIOError:
-                return
             except OSError:
-                return  # e.g. an ICMP error queued on the socket: nothing to answer
-            handle(data, address)
+                # BlockingIOError: all answered; else e.g. an ICMP error
+                # queued on the socket: nothing to answer either.
+                break
+            reply = reply_for(data, address[1])
+            if reply is None:
+                refused += 1
+            elif allow is not None and not allow(address[0], time.monotonic()):
+                rate_limited += 1
+            else:
+                try:
+                    sendto(reply, address)
+                except OSError:
+                    continue  # a full send buffer or an unreachable peer: UDP may drop
+                answered += 1
+        self.answered += answered
+        self.refused += refused
+        self.rate_limited += rate_limited
 
-    def handle(self, data: bytes, address: Any) -> None:
-        """Reply inline, within the rules of :func:`reply_for` and the rate limit."""
-        reply = reply_for(data, address[1])
-        if reply is None:
-            self.refused += 1
-            return
-        if not self.limiter.allow(address[0], time.monotonic()):
-            self.rate_limited += 1
-            return
-        try:
-            self._socket.sendto(reply, address)
-        except OSError:
-            return  # a full send buffer or an unreachable peer: UDP may drop
-        self.answered += 1
+    def handle(self, *_args: Any) -> None:
+        """Unused: :meth:`_do_read` answers inline (gevent wants one)."""
