@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -182,6 +183,23 @@ class TestEchoSplice:
             # Closed with the server's reply unread: a reset, the pipe abandoned.
         # A leaked pipe would be two descriptors per client.
         wait_for(lambda: pipes_of(netlog.pid) <= before, what="the abandoned pipes to close")
+
+    def test_out_of_descriptors_for_a_pipe_copies_instead(self, netlog):
+        with connect(netlog.address("echo")) as sock:
+            assert round_trip(sock, b"x") == b"x"  # the server holds this connection now
+            before = pipes_of(netlog.pid)
+            in_use = {int(fd.name) for fd in Path(f"/proc/{netlog.pid}/fd").iterdir()}
+            lowest_free = min(set(range(len(in_use) + 1)) - in_use)
+            soft, hard = resource.prlimit(netlog.pid, resource.RLIMIT_NOFILE)
+            # No descriptor below the limit is free: pipe2() fails with EMFILE.
+            resource.prlimit(netlog.pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+            try:
+                for size in (32768, 40000, 65536, 20000, 48000):
+                    payload = os.urandom(size)
+                    assert round_trip(sock, payload) == payload
+                assert pipes_of(netlog.pid) == before
+            finally:
+                resource.prlimit(netlog.pid, resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")

@@ -1,0 +1,96 @@
+"""Old against new: netlog from two (or more) source trees, alternating, one C client.
+
+The harness compares netlog with other servers; this compares netlog with
+itself, to decide whether a change to a hot path pays.  Each tree is a
+checkout (``git worktree add /tmp/old HEAD~1``); its ``servers`` package is
+run with the project venv's interpreter from inside the tree, so the tree's
+own code is what runs.  Trees alternate A B A B, server on core 0, client on
+core 1, a fresh process per trial; medians and ratios to the first tree.
+
+    python3 bench/ab.py /tmp/old,. 5 tcp 10 65536 3 0.5
+    python3 bench/ab.py /tmp/old,. 7 udp 64 64 2 0.5
+
+The client arguments are those of ``bench/build/load`` after HOST and PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+LOAD = BENCH / "build" / "load"
+PYTHON = BENCH.parent / ".venv" / "bin" / "python"
+HOST = "127.0.0.1"
+
+
+def trial(tree: Path, client: list[str]) -> dict[str, float]:
+    """One server from ``tree``, one client run against it; the client's JSON."""
+    with tempfile.TemporaryDirectory() as work:
+        ready = Path(work) / "ready.json"
+        command = [
+            "taskset", "-c", "0", str(PYTHON), "-m", "servers", "--host", HOST,
+            "--echo-port", "0", "--responder-port", "0", "--log-tcp-port", "0",
+            "--log-udp-port", "0", "--http-port", "-1", "--log-dir", f"{work}/logs",
+            "--console", "off", "--ready-file", str(ready), "--responder-rate", "0",
+        ]  # fmt: skip
+        server = subprocess.Popen(
+            command, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (ready.exists() and ready.stat().st_size):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"{tree}: the server did not start")
+                time.sleep(0.05)
+            ports = json.loads(ready.read_text())
+            port = ports["responder" if client[0] == "udp" else "echo"]
+            done = subprocess.run(
+                ["taskset", "-c", "1", str(LOAD), client[0], HOST, str(port), *client[1:]],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            )
+        finally:
+            server.terminate()
+            server.wait(30)
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def value(client: list[str], result: dict[str, float]) -> float:
+    """Replies or round trips a second, or MB/s for the byte-heavy modes."""
+    kind = client[0]
+    if kind == "stream":
+        return int(client[1]) / result["seconds"] / 1e6
+    if kind == "tcp" and int(client[2]) > 4096:
+        return result["bytes"] / result["seconds"] / 1e6
+    return result["ops"] / result["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trees", help="comma-separated source trees; the first is the base")
+    parser.add_argument("reps", type=int)
+    parser.add_argument("client", nargs="+", help="load client mode and its arguments")
+    args = parser.parse_args()
+    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    values: dict[Path, list[float]] = {t: [] for t in trees}
+    for _ in range(args.reps):
+        for tree in trees:
+            values[tree].append(value(args.client, trial(tree, args.client)))
+    base = statistics.median(values[trees[0]])
+    for tree in trees:
+        median = statistics.median(values[tree])
+        trials = ", ".join(f"{v:,.0f}" for v in values[tree])
+        print(f"{tree}: median {median:,.0f} ({median / base:.3f}x)  trials {trials}")
+
+
+if __name__ == "__main__":
+    main()
