@@ -16,55 +16,25 @@ The client arguments are those of ``bench/build/load`` after HOST and PORT.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-LOAD = BENCH / "build" / "load"
-PYTHON = BENCH.parent / ".venv" / "bin" / "python"
-HOST = "127.0.0.1"
+import harness
 
 
-def trial(tree: Path, client: list[str]) -> dict[str, float]:
-    """One server from ``tree``, one client run against it; the client's JSON."""
-    with tempfile.TemporaryDirectory() as work:
-        ready = Path(work) / "ready.json"
-        command = [
-            "taskset", "-c", "0", str(PYTHON), "-m", "servers", "--host", HOST,
-            "--echo-port", "0", "--responder-port", "0", "--log-tcp-port", "0",
-            "--log-udp-port", "0", "--http-port", "-1", "--log-dir", f"{work}/logs",
-            "--console", "off", "--ready-file", str(ready), "--responder-rate", "0",
-        ]  # fmt: skip
-        server = subprocess.Popen(
-            command, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not (ready.exists() and ready.stat().st_size):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"{tree}: the server did not start")
-                time.sleep(0.05)
-            ports = json.loads(ready.read_text())
-            port = ports["responder" if client[0] == "udp" else "echo"]
-            done = subprocess.run(
-                ["taskset", "-c", "1", str(LOAD), client[0], HOST, str(port), *client[1:]],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=True,
-            )
-        finally:
-            server.terminate()
-            server.wait(30)
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+def trial(tree: Path, client: list[str]) -> dict[str, Any]:
+    """One netlog from ``tree``, one client run against it; the client's JSON."""
+    with (
+        tempfile.TemporaryDirectory() as work,
+        harness.serving("netlog", Path(work), tree=tree) as server,
+    ):
+        port = server.ports["responder" if client[0] == "udp" else "echo"]
+        return harness.run_client(harness.load(client[0], harness.HOST, port, *client[1:]), 300)
 
 
-def value(client: list[str], result: dict[str, float]) -> float:
+def value(client: list[str], result: dict[str, Any]) -> float:
     """Replies or round trips a second, or MB/s for the byte-heavy modes."""
     kind = client[0]
     if kind == "stream":

@@ -153,14 +153,21 @@ def wait_port(proc: subprocess.Popen[bytes], port: int, timeout: float = 30.0) -
     raise ServerError("not listening in time")
 
 
-def start_server(name: str, workdir: Path, netlog_args: tuple[str, ...] = ()) -> Running:
-    """Start one server pinned to the server core and wait until it listens."""
+def start_server(
+    name: str, workdir: Path, netlog_args: tuple[str, ...] = (), *, tree: Path = ROOT
+) -> Running:
+    """Start one server pinned to the server core and wait until it listens.
+
+    netlog runs from ``tree``: ``python -m servers`` imports the tree's own
+    code first, so ``bench/ab.py`` can run another checkout with the same venv.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / "ready.json"
     pin = ["taskset", "-c", SERVER_CORE]
     out: Path | None = None
     cwd = ROOT
     if name == "netlog":
+        cwd = tree
         logs = workdir / "logs"
         out = logs / "records.jsonl"
         command = [
@@ -233,8 +240,10 @@ def stop_server(server: Running, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def serving(name: str, workdir: Path, netlog_args: tuple[str, ...] = ()) -> Iterator[Running]:
-    server = start_server(name, workdir, netlog_args)
+def serving(
+    name: str, workdir: Path, netlog_args: tuple[str, ...] = (), *, tree: Path = ROOT
+) -> Iterator[Running]:
+    server = start_server(name, workdir, netlog_args, tree=tree)
     try:
         yield server
     finally:

@@ -214,9 +214,10 @@ class EchoConnection:
                 self.pipe = None
             elif self.pending is not None:
                 sent = self.sock.send(self.pending)
-                self.pending = self.pending[sent:] if sent < len(self.pending) else None
-                if self.pending is not None:
+                if sent < len(self.pending):
+                    self.pending = self.pending[sent:]
                     return
+                self.pending = None
         except BlockingIOError:
             return
         except OSError:
