@@ -34,8 +34,11 @@ SPLICE_MIN = 1 << 14
 SPLICE_MAX = 1 << 16
 #: Spare pipes kept for splicing; more are made (and closed) on demand.
 SPARE_PIPES = 2
-_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
-_splice = os.splice
+#: splice(2) is Linux's; elsewhere every read is copied (``take_pipe`` gives none).
+CAN_SPLICE = hasattr(os, "splice")
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+if CAN_SPLICE:
+    _splice = os.splice
 _READ = 1
 _WRITE = 2
 #: How often silent connections are looked for (at most), seconds.
@@ -308,6 +311,8 @@ class EchoServer(StreamServer):  # type: ignore[misc]
         """An empty pipe for splicing, or ``None`` when none can be made."""
         if self.pipes:
             return self.pipes.pop()
+        if not CAN_SPLICE:
+            return None
         try:
             pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:

@@ -201,6 +201,23 @@ class TestEchoSplice:
             finally:
                 resource.prlimit(netlog.pid, resource.RLIMIT_NOFILE, (soft, hard))
 
+    def test_without_splice_the_platform_copies(self, netlog_factory, tmp_path):
+        # A platform without splice(2) (macOS, say), made here by removing it
+        # from ``os`` before netlog starts.
+        site = tmp_path / "no_splice"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(
+            "import os\nfor name in ('splice', 'SPLICE_F_MOVE', 'SPLICE_F_NONBLOCK'):\n"
+            "    delattr(os, name)\n"
+        )
+        server = netlog_factory(env={"PYTHONPATH": str(site)})
+        before = pipes_of(server.pid)
+        with connect(server.address("echo")) as sock:
+            for size in (1024, 32768, 40000, 65536, 300_000, 20000):
+                payload = os.urandom(size)
+                assert round_trip(sock, payload) == payload
+        assert pipes_of(server.pid) == before
+
 
 @pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")
 class TestEchoWithNc:
