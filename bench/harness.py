@@ -1003,6 +1003,7 @@ def write_benchmarks_md(generated: str) -> None:
 PROFILED = {
     "echo_1k": "TCP echo 1 KiB x 100 connections, 10 s",
     "ingest_pickle": "SocketHandler ingest, 8 senders x 20,000 records",
+    "ingest_json": "JSON-lines ingest, 8 senders x 20,000 records",
 }
 
 
@@ -1073,7 +1074,8 @@ def profile(keys: list[str]) -> int:
                 else:
                     assert server.out is not None
                     command = ingest(
-                        "--host", HOST, "--port", server.ports["log_tcp"], "--format", "pickle",
+                        "--host", HOST, "--port", server.ports["log_tcp"],
+                        "--format", key.removeprefix("ingest_"),
                         "--records", 160_000, "--senders", 8, "--out", server.out,
                     )  # fmt: skip
                 result = run_client(command, 300)

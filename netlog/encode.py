@@ -67,6 +67,8 @@ _SECOND_CACHE_MAX: Final = 4096
 # anything else takes the slow, clamping path of :func:`rfc3339`.
 _CACHE_LIMIT: Final = 253_402_300_799.0
 _EPOCH: Final = "1970-01-01T00:00:00.000000Z"
+# The last receive time encode_line formatted, and its text.
+_last_received: list[Any] = [None, _EPOCH]
 
 
 def format_time(ts: float) -> str:
@@ -119,9 +121,12 @@ def encode_line(record: Record) -> bytes:
             and (exc is None or type(exc) is str)
         ):
             return _finish(_encode_sanitized(record))
+        # Every record of one read shares its receive time: format it once.
+        if received != _last_received[0]:
+            _last_received[:] = [received, format_time(received)]
         obj = {
             "ts": format_time(ts),
-            "received": format_time(received),
+            "received": _last_received[1],
             "level": level,
             "logger": logger,
             "message": message,

@@ -219,13 +219,9 @@ class JsonlFileSink:
 
     def write(self, records: Iterable[Record]) -> None:
         """Queue records; no I/O unless the queue has grown past ``max_pending``."""
-        pending = self._pending
-        added = 0
-        for record in records:
-            line = encode_line(record)
-            pending.append(line)
-            added += len(line)
-        self._pending_bytes += added
+        lines = [encode_line(record) for record in records]
+        self._pending.extend(lines)
+        self._pending_bytes += sum(map(len, lines))
         if self._pending_bytes > self.max_pending:
             self._overflow()
 

@@ -317,11 +317,16 @@ def parse_timestamp(value: Any) -> float | None:
     return number / 1000.0 if abs(number) > 1e11 else number
 
 
-def _first(fields: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
+_MISSING: Final = object()
+
+
+def _pop_first(fields: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """Remove and return the value of the first of ``keys`` present, or :data:`_MISSING`."""
     for key in keys:
-        if key in fields:
-            return key, fields[key]
-    return None, None
+        value = fields.pop(key, _MISSING)
+        if value is not _MISSING:
+            return value
+    return _MISSING
 
 
 def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = False) -> Record:
@@ -332,43 +337,39 @@ def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = F
     text has enough brackets that nesting may exceed what a JSON encoder
     accepts (orjson parses 1024 levels but writes only 254); the fields are
     then passed through the depth-limited :func:`json_safe`.
+
+    This runs once per JSON line, so each well-known key is popped (one
+    lookup) rather than tested and then deleted.
     """
     fields = obj
     if deep:
         fields = json_safe(obj, Budget(1 << 62))
 
-    key, value = _first(fields, _MESSAGE_KEYS)
-    if key is None:
-        message = ""
-    else:
-        del fields[key]
-        message = value if type(value) is str else _json_text(value)
+    value = _pop_first(fields, _MESSAGE_KEYS)
+    message = value if type(value) is str else _json_text(value)
 
     ts = received
-    key, value = _first(fields, _TS_KEYS)
-    if key is not None:
-        parsed = parse_timestamp(value)
-        if parsed is not None:
-            ts = parsed
-            del fields[key]
-        # else: keep the original under its own key.
+    for key in _TS_KEYS:
+        if key in fields:
+            parsed = parse_timestamp(fields[key])
+            if parsed is not None:
+                ts = parsed
+                del fields[key]
+            # else: keep the original under its own key.
+            break
 
-    key, value = _first(fields, _LEVEL_KEYS)
-    level = "info"
-    if key is not None:
-        del fields[key]
-        if type(value) is str:
-            level = value.lower()
-        elif type(value) is int:
-            level = _level_from_number(value)
-        else:
-            level = _json_text(value).lower()
+    value = _pop_first(fields, _LEVEL_KEYS)
+    if type(value) is str:
+        level = value.lower()
+    elif value is _MISSING:
+        level = "info"
+    elif type(value) is int:
+        level = _level_from_number(value)
+    else:
+        level = _json_text(value).lower()
 
-    key, value = _first(fields, _LOGGER_KEYS)
-    logger = ""
-    if key is not None:
-        del fields[key]
-        logger = value if type(value) is str else _json_text(value)
+    value = _pop_first(fields, _LOGGER_KEYS)
+    logger = value if type(value) is str else _json_text(value)
 
     exc: str | None = None
     for exc_key in _EXC_KEYS:
@@ -381,7 +382,7 @@ def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = F
 
 
 def _json_text(value: Any) -> str:
-    if value is None:
+    if value is None or value is _MISSING:
         return ""
     try:
         return orjson.dumps(value).decode()

@@ -151,6 +151,12 @@ class TestEncodeLine:
         assert obj["ts"] == rfc3339(0.5) == "1970-01-01T00:00:00.500000Z"
         assert obj["received"] == rfc3339(1.0000005)
 
+    def test_each_record_gets_its_own_receive_time(self):
+        # The encoder reuses the last receive time's text; a change must show.
+        times = [1.25, 1.25, 2.5, 1.25, 0.0, 0.0, 3.0]
+        got = [json.loads(encode_line(make(received=t)))["received"] for t in times]
+        assert got == [rfc3339(t) for t in times]
+
     def test_non_ascii_text_is_kept_as_utf8(self):
         line = encode_line(make(message="héllo 日本 🎉"))
         assert "héllo 日本 🎉".encode() in line

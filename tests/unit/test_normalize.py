@@ -232,6 +232,12 @@ class TestFromJson:
         assert result.ts == RECEIVED
         assert result.fields == {"timestamp": "tea time"}
 
+    def test_unparsable_timestamp_keeps_its_place(self):
+        obj = {"a": 1, "time": "tea time", "event": "e", "b": 2, "level": "warn", "c": 3}
+        result = from_json(obj, "p", RECEIVED)
+        assert list(result.fields.items()) == [("a", 1), ("time", "tea time"), ("b", 2), ("c", 3)]
+        assert (result.message, result.level) == ("e", "warn")
+
     def test_defaults_and_non_strings(self):
         result = from_json({"event": {"a": 1}, "level": 40, "logger": None}, "p", RECEIVED)
         assert result.message == '{"a":1}'
