@@ -9,8 +9,11 @@ core 1, a fresh process per trial; medians and ratios to the first tree.
 
     python3 bench/ab.py /tmp/old,. 5 tcp 10 65536 3 0.5
     python3 bench/ab.py /tmp/old,. 7 udp 64 64 2 0.5
+    python3 bench/ab.py /tmp/old,. 5 ingest json
 
-The client arguments are those of ``bench/build/load`` after HOST and PORT.
+The client arguments are those of ``bench/build/load`` after HOST and PORT,
+or ``ingest pickle|json``: the harness's ingest workload (160,000 records,
+8 senders), records per second.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ import harness
 
 def trial(tree: Path, client: list[str]) -> dict[str, Any]:
     """One netlog from ``tree``, one client run against it; the client's JSON."""
+    if client[0] == "ingest":
+        with tempfile.TemporaryDirectory() as work:
+            measure = harness.measure_ingest(client[1])
+            result = measure("netlog", Path(work), harness.FULL, tree=tree)
+        if result.value is None:
+            raise SystemExit(f"ingest trial failed: {result.note}")
+        return {"ops": result.value, "seconds": 1.0}
     with (
         tempfile.TemporaryDirectory() as work,
         harness.serving("netlog", Path(work), tree=tree) as server,

@@ -455,10 +455,10 @@ def measure_udp(name: str, workdir: Path, p: Params) -> Trial:
     )
 
 
-def measure_ingest(fmt: str) -> Callable[[str, Path, Params], Trial]:
-    def measure(name: str, workdir: Path, p: Params) -> Trial:
+def measure_ingest(fmt: str) -> Callable[..., Trial]:
+    def measure(name: str, workdir: Path, p: Params, *, tree: Path = ROOT) -> Trial:
         netlog_args = ("--flush-interval", NETLOG_INGEST_FLUSH)
-        with serving(name, workdir, netlog_args) as server:
+        with serving(name, workdir, netlog_args, tree=tree) as server:
             assert server.out is not None
             command = ingest(
                 "--host", HOST, "--port", server.ports["log_tcp"], "--format", fmt,

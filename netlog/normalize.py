@@ -244,30 +244,42 @@ def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Bud
 
     Raises ``DecodeError("bad_frame")`` when the values expand past ``budget``.
     """
-    ts = _epoch(data.get("created"), received)
-    levelname = data.get("levelname")
-    level = levelname.lower() if type(levelname) is str else _level_from_number(data.get("levelno"))
-    logger = _text(data.get("name"), budget)
-    message = _text(data.get("msg"), budget)
-    exc_text = data.get("exc_text")
-    stack_info = data.get("stack_info")
+    get = data.get
+    created = get("created")
+    ts = created if type(created) is float and math.isfinite(created) else _epoch(created, received)
+    levelname = get("levelname")
+    level = levelname.lower() if type(levelname) is str else _level_from_number(get("levelno"))
+    # Nearly every value is a str or a small int: those are taken as they
+    # are (this runs once per record) and the rest goes through json_safe.
+    logger = get("name")
+    if type(logger) is not str:
+        logger = _text(logger, budget)
+    message = get("msg")
+    if type(message) is not str:
+        message = _text(message, budget)
+    exc_text = get("exc_text")
+    stack_info = get("stack_info")
     exc: str | None = _text(exc_text, budget) if exc_text else None
     if stack_info:
         stack = _text(stack_info, budget)
         exc = f"{exc}\n{stack}" if exc else stack
 
-    fields: dict[str, Any] = {}
-    src: dict[str, Any] = {}
-    for short, attr in _SRC_KEYS:
-        value = data.get(attr)
-        if value is not None:
-            src[short] = json_safe(value, budget)
-    if src:
-        fields["_src"] = src
     # Top-level str values are shared, not copied, so their size is only
     # counted and checked once at the end; everything else goes through
     # json_safe, which checks as it builds.
     size = 0
+    fields: dict[str, Any] = {}
+    src: dict[str, Any] = {}
+    for short, attr in _SRC_KEYS:
+        value = get(attr)
+        if value is not None:
+            if type(value) is str:
+                size += len(value)
+                src[short] = value
+            else:
+                src[short] = json_safe(value, budget)
+    if src:
+        fields["_src"] = src
     for key, value in data.items():
         if key not in _LOGRECORD_ATTRS:
             if type(value) is str:

@@ -58,7 +58,7 @@ import orjson
 
 from netlog.errors import DecodeError
 from netlog.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
-from netlog.unpickle import unpickle_dict
+from netlog.unpickle import FrameLoader
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -225,11 +225,24 @@ class StreamDecoder:
 
     def _frames(self, data: bytes, now: float, out: list[Record]) -> None:
         buf = self._buf
-        buf += data
-        end = len(buf)
+        if buf:
+            # Bytes wait in the buffer until the frame they start is whole
+            # (a 1 MiB frame over many reads is copied once, not per read),
+            # then the rest is decoded from one bytes object, so each frame
+            # is a single slice rather than a bytearray slice copied again.
+            buf += data
+            if len(buf) < 4:
+                return
+            size = _LENGTH(buf, 0)[0]
+            if size <= self.max_frame and len(buf) < 4 + size:
+                return
+            data = bytes(buf)
+            buf.clear()
+        end = len(data)
         pos = 0
+        load = FrameLoader().load
         while end - pos >= 4:
-            size = _LENGTH(buf, pos)[0]
+            size = _LENGTH(data, pos)[0]
             if size > self.max_frame:
                 self._fail(
                     "frame_too_large",
@@ -239,17 +252,16 @@ class StreamDecoder:
             stop = pos + 4 + size
             if stop > end:
                 break
-            frame = bytes(buf[pos + 4 : stop])
+            frame = data[pos + 4 : stop]
             pos = stop
             try:
-                record = from_logrecord(
-                    unpickle_dict(frame), self.peer, now, Budget(self._expansion)
-                )
+                record = from_logrecord(load(frame), self.peer, now, Budget(self._expansion))
             except DecodeError as exc:
                 self._problem("bad_frame", f"skipped a bad pickle frame: {exc}")
                 continue
             out.append(record)
-        del buf[:pos]
+        if pos < end:
+            buf += memoryview(data)[pos:]
 
     def _lines(self, data: bytes, now: float, out: list[Record]) -> None:
         if self._skipping:

@@ -181,6 +181,27 @@ class TestPickleFrames:
         assert decoder.last_problem is not None
         assert "bad pickle frame" in decoder.last_problem
 
+    @pytest.mark.parametrize("chunk", [None, 1, 7, 600, 4096])
+    def test_a_frame_failing_midway_or_with_bytes_after_stop_spoils_no_other(self, chunk):
+        # Frames of one read share an unpickler: what a frame leaves unread
+        # (it failed early, or had bytes after its STOP) must not be taken
+        # as the start of the next frame.
+        def framed(body):
+            return len(body).to_bytes(4, "big") + body
+
+        trailing = frame("b")[4:] + b"N."
+        stream = (
+            frame("a")
+            + framed(b"h\x05" + b"N" * 10 + b".")
+            + framed(trailing)
+            + frame("c")
+            + framed(b"}q\x00(X\x01\x00\x00\x00kh\x03u.")  # GETs what "c" PUT at 3
+            + frame("d")
+        )
+        decoder, records = feed_all(stream, chunk)
+        assert [r.message for r in records] == ["a", "b", "c", "d"]
+        assert decoder.dropped == {"bad_frame": 2}
+
     def test_next_record_interface(self):
         decoder = StreamDecoder(PEER)
         assert decoder.next_record() is NEED_DATA

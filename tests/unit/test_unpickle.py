@@ -13,6 +13,7 @@ import pytest
 from netlog import unpickle as unpickle_module
 from netlog.errors import DecodeError
 from netlog.unpickle import (
+    FrameLoader,
     Placeholder,
     SafeUnpickler,
     check_opcodes,
@@ -190,6 +191,44 @@ class TestUnpickleDict:
         value = unpickle_dict(frame[4:])
         assert value["msg"] == "hi ü"
         assert value["extra_key"] == 5
+
+
+class TestFrameLoader:
+    """One unpickler serves a read's frames, and no frame sees another's bytes or memo."""
+
+    GOOD = pickle.dumps({"msg": "second", "n": 2}, 1)
+
+    def test_frames_in_a_row(self):
+        load = FrameLoader().load
+        for i in range(5):
+            assert load(pickle.dumps({"msg": f"m{i}", "i": i}, 1)) == {"msg": f"m{i}", "i": i}
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            b"h\x05" + b"N" * 10 + b".",  # fails at its second byte, ten unread behind
+            b"}(X\x01\x00\x00\x00aN" + b"\x93" * 3 + b"u.",  # an opcode the checker passes on
+            b"\x80\x02X\x01\x00\x00\x00",  # truncated
+        ],
+    )
+    def test_a_failed_frame_leaves_nothing_for_the_next(self, bad):
+        loader = FrameLoader()
+        with pytest.raises(DecodeError):
+            loader.load(bad)
+        assert loader.load(self.GOOD) == {"msg": "second", "n": 2}
+
+    def test_bytes_after_stop_are_not_read_as_the_next_frame(self):
+        loader = FrameLoader()
+        first = pickle.dumps({"msg": "first"}, 1) + b"N."
+        assert loader.load(first) == {"msg": "first"}
+        assert loader.load(self.GOOD) == {"msg": "second", "n": 2}
+
+    def test_memo_does_not_carry_over(self):
+        loader = FrameLoader()
+        loader.load(pickle.dumps({"k": "remembered"}, 1))  # PUTs at memo 0, 1, 2
+        # A frame that GETs index 1 without PUTting it: a fresh unpickler fails.
+        with pytest.raises(DecodeError, match="cannot unpickle"):
+            loader.load(b"}q\x00(X\x01\x00\x00\x00kh\x01u.")
 
 
 class TestAllowlist:
