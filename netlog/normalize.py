@@ -294,10 +294,16 @@ def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Bud
 
 # --- JSON objects ------------------------------------------------------------
 
-_MESSAGE_KEYS: Final = ("event", "message", "msg")
+# The keys each top-level value is looked for under, in order.  For the
+# message, level and logger, structlog's key comes first and is popped
+# directly; the others are tried only when it is missing.
+_MESSAGE_KEY: Final = "event"
+_MESSAGE_OTHERS: Final = ("message", "msg")
 _TS_KEYS: Final = ("timestamp", "ts", "time", "@timestamp", "asctime")
-_LEVEL_KEYS: Final = ("level", "levelname", "severity")
-_LOGGER_KEYS: Final = ("logger", "name", "logger_name")
+_LEVEL_KEY: Final = "level"
+_LEVEL_OTHERS: Final = ("levelname", "severity")
+_LOGGER_KEY: Final = "logger"
+_LOGGER_OTHERS: Final = ("name", "logger_name")
 _EXC_KEYS: Final = ("exception", "exc_info", "exc_text", "stack")
 
 
@@ -357,7 +363,8 @@ def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = F
     if deep:
         fields = json_safe(obj, Budget(1 << 62))
 
-    value = _pop_first(fields, _MESSAGE_KEYS)
+    value = fields.pop(_MESSAGE_KEY, _MISSING)
+    value = _pop_first(fields, _MESSAGE_OTHERS) if value is _MISSING else value
     message = value if type(value) is str else _json_text(value)
 
     ts = received
@@ -370,7 +377,8 @@ def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = F
             # else: keep the original under its own key.
             break
 
-    value = _pop_first(fields, _LEVEL_KEYS)
+    value = fields.pop(_LEVEL_KEY, _MISSING)
+    value = _pop_first(fields, _LEVEL_OTHERS) if value is _MISSING else value
     if type(value) is str:
         level = value.lower()
     elif value is _MISSING:
@@ -380,7 +388,8 @@ def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = F
     else:
         level = _json_text(value).lower()
 
-    value = _pop_first(fields, _LOGGER_KEYS)
+    value = fields.pop(_LOGGER_KEY, _MISSING)
+    value = _pop_first(fields, _LOGGER_OTHERS) if value is _MISSING else value
     logger = value if type(value) is str else _json_text(value)
 
     exc: str | None = None

@@ -227,6 +227,21 @@ class TestFromJson:
         assert result.message == "e"
         assert result.fields == {"message": "m", "msg": "x"}
 
+    @pytest.mark.parametrize(
+        ("keys", "attr"),
+        [
+            (("event", "message", "msg"), "message"),
+            (("level", "levelname", "severity"), "level"),
+            (("logger", "name", "logger_name"), "logger"),
+        ],
+    )
+    def test_each_spelling_in_order_of_precedence(self, keys, attr):
+        for start in range(len(keys)):
+            obj = {key: f"{key}-value" for key in keys[start:]}
+            result = from_json(obj, "p", RECEIVED)
+            assert getattr(result, attr) == f"{keys[start]}-value".lower()
+            assert result.fields == {key: f"{key}-value" for key in keys[start + 1 :]}
+
     def test_unparsable_timestamp_is_kept(self):
         result = from_json({"event": "e", "timestamp": "tea time"}, "p", RECEIVED)
         assert result.ts == RECEIVED
