@@ -5,8 +5,10 @@ import logging.handlers
 import os
 import pickle
 import resource
+import struct
 import subprocess
 import time
+import tracemalloc
 
 import pytest
 
@@ -222,6 +224,23 @@ class TestFrameLoader:
         first = pickle.dumps({"msg": "first"}, 1) + b"N."
         assert loader.load(first) == {"msg": "first"}
         assert loader.load(self.GOOD) == {"msg": "second", "n": 2}
+
+    def test_a_large_memo_is_not_kept_for_the_next_frames(self):
+        # A 600 KB frame may PUT at index 600,000 (no larger than the bytes
+        # before it), which sizes the C unpickler's memo at 1.2 M entries.
+        # Reused, that unpickler would allocate and zero 9.6 MB again for
+        # every later frame of the read, however small.
+        size = 600_000
+        big = b"X" + struct.pack("<I", size) + b"a" * size + b"r" + struct.pack("<I", size)
+        loader = FrameLoader()
+        assert loader.load(big + b"0}.") == {}
+        tracemalloc.start()
+        try:
+            assert loader.load(pickle.dumps({"a": 1}, 1)) == {"a": 1}
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 100_000
 
     def test_memo_does_not_carry_over(self):
         loader = FrameLoader()
