@@ -245,18 +245,11 @@ def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Bud
     Raises ``DecodeError("bad_frame")`` when the values expand past ``budget``.
     """
     get = data.get
-    created = get("created")
-    ts = created if type(created) is float and math.isfinite(created) else _epoch(created, received)
+    ts = _epoch(get("created"), received)
     levelname = get("levelname")
     level = levelname.lower() if type(levelname) is str else _level_from_number(get("levelno"))
-    # Nearly every value is a str or a small int: those are taken as they
-    # are (this runs once per record) and the rest goes through json_safe.
-    logger = get("name")
-    if type(logger) is not str:
-        logger = _text(logger, budget)
-    message = get("msg")
-    if type(message) is not str:
-        message = _text(message, budget)
+    logger = _text(get("name"), budget)
+    message = _text(get("msg"), budget)
     exc_text = get("exc_text")
     stack_info = get("stack_info")
     exc: str | None = _text(exc_text, budget) if exc_text else None
@@ -264,9 +257,9 @@ def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Bud
         stack = _text(stack_info, budget)
         exc = f"{exc}\n{stack}" if exc else stack
 
-    # Top-level str values are shared, not copied, so their size is only
-    # counted and checked once at the end; everything else goes through
-    # json_safe, which checks as it builds.
+    # Top-level str values (and those of _src) are shared, not copied, so
+    # their size is only counted and checked once at the end; everything
+    # else goes through json_safe, which checks as it builds.
     size = 0
     fields: dict[str, Any] = {}
     src: dict[str, Any] = {}
