@@ -41,17 +41,32 @@ def trial(tree: Path, client: list[str]) -> dict[str, Any]:
         harness.serving("netlog", Path(work), tree=tree) as server,
     ):
         port = server.ports["responder" if client[0] == "udp" else "echo"]
-        return harness.run_client(harness.load(client[0], harness.HOST, port, *client[1:]), 300)
+        return harness.run_client(
+            harness.load(client[0], harness.HOST, port, *client[1:]), 300, server
+        )
 
 
 def value(client: list[str], result: dict[str, Any]) -> float:
     """Replies or round trips a second, or MB/s for the byte-heavy modes."""
     kind = client[0]
+    seconds = float(result["seconds"])
     if kind == "stream":
-        return int(client[1]) / result["seconds"] / 1e6
+        return int(client[1]) / seconds / 1e6
     if kind == "tcp" and int(client[2]) > 4096:
-        return result["bytes"] / result["seconds"] / 1e6
-    return result["ops"] / result["seconds"]
+        return float(result["bytes"]) / seconds / 1e6
+    return float(result["ops"]) / seconds
+
+
+def cpu_per_op(client: list[str], result: dict[str, Any]) -> float | None:
+    """The server's CPU time per unit of ``value`` (µs), or ``None`` when not measured.
+
+    Where the client is the limit (64 KiB echo) the rate says little about
+    the server, and this says what a change saved there.  Where the server is
+    at 100% of its core it is just the rate's inverse.
+    """
+    share = result.get("server_share")
+    rate = value(client, result)
+    return None if share is None or rate <= 0 else share / rate * 1e6
 
 
 def main() -> None:
@@ -62,14 +77,24 @@ def main() -> None:
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
     values: dict[Path, list[float]] = {t: [] for t in trees}
+    costs: dict[Path, list[float]] = {t: [] for t in trees}
     for _ in range(args.reps):
         for tree in trees:
-            values[tree].append(value(args.client, trial(tree, args.client)))
+            result = trial(tree, args.client)
+            values[tree].append(value(args.client, result))
+            cost = cpu_per_op(args.client, result)
+            if cost is not None:
+                costs[tree].append(cost)
     base = statistics.median(values[trees[0]])
+    base_cost = statistics.median(costs[trees[0]]) if costs[trees[0]] else None
     for tree in trees:
         median = statistics.median(values[tree])
         trials = ", ".join(f"{v:,.0f}" for v in values[tree])
         print(f"{tree}: median {median:,.0f} ({median / base:.3f}x)  trials {trials}")
+        if costs[tree] and base_cost:
+            cost = statistics.median(costs[tree])
+            each = ", ".join(f"{c:.3f}" for c in costs[tree])
+            print(f"  server CPU per unit: median {cost:.3f} µs ({cost / base_cost:.3f}x)  {each}")
 
 
 if __name__ == "__main__":
