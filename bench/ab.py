@@ -57,15 +57,14 @@ def value(client: list[str], result: dict[str, Any]) -> float:
     return float(result["ops"]) / seconds
 
 
-def cpu_per_op(client: list[str], result: dict[str, Any]) -> float | None:
-    """The server's CPU time per unit of ``value`` (µs), or ``None`` when not measured.
+def cpu_per_op(result: dict[str, Any], rate: float) -> float | None:
+    """The server's CPU time per unit of ``rate`` (µs), or ``None`` when not measured.
 
     Where the client is the limit (64 KiB echo) the rate says little about
     the server, and this says what a change saved there.  Where the server is
     at 100% of its core it is just the rate's inverse.
     """
     share = result.get("server_share")
-    rate = value(client, result)
     return None if share is None or rate <= 0 else share / rate * 1e6
 
 
@@ -81,8 +80,9 @@ def main() -> None:
     for _ in range(args.reps):
         for tree in trees:
             result = trial(tree, args.client)
-            values[tree].append(value(args.client, result))
-            cost = cpu_per_op(args.client, result)
+            rate = value(args.client, result)
+            values[tree].append(rate)
+            cost = cpu_per_op(result, rate)
             if cost is not None:
                 costs[tree].append(cost)
     base = statistics.median(values[trees[0]])
