@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT))
 
-from netlog.jsonl import rotated_paths  # noqa: E402 - after the path set-up
+from netlog.store.writer import rotated_paths  # noqa: E402 - after the path set-up
 from netlogproc import start  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

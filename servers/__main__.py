@@ -17,7 +17,7 @@ def _remember(signum: int, _frame: object) -> None:
 signal.signal(signal.SIGTERM, _remember)
 signal.signal(signal.SIGINT, _remember)
 
-from netlog.cli import main  # noqa: E402 - after the signal handlers, on purpose
+from netlog.cli.main import main  # noqa: E402 - after the signal handlers, on purpose
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]], early_signals=_early_signals))

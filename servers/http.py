@@ -3,7 +3,7 @@
 One ``gevent.pywsgi.WSGIServer`` in the serving process.  Routes:
 
 * ``POST /log`` (and ``GET /log?<form>``): records from a body, decoded by
-  :mod:`netlog.httplog` and handed to the same pipeline as the other
+  :mod:`netlog.decode.http` and handed to the same pipeline as the other
   listeners; ``202 {"accepted": N}``, or 400/413/415 with a one-line reason.
 * ``GET /health``: ``200 ok`` while serving, ``503 draining`` from the
   moment shutdown begins.  The listener stays open through the log drain so
@@ -32,13 +32,13 @@ import orjson
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
+from netlog.decode.http import FORM, MAX_BODY, decode_body
 from netlog.errors import DecodeError
-from netlog.httplog import FORM, MAX_BODY, decode_body
 from netlog.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netlog.metrics import Metrics
-from netlog.pipeline import Pipeline
 from netlog.record import format_peer
 from netlog.report import Reporter
+from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
 from netlog.viewer.feed import Subscriber, sse_dropped, sse_records
 

@@ -24,12 +24,12 @@ import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
-from netlog.datagram import decode_datagram
+from netlog.decode.datagram import decode_datagram
+from netlog.decode.stream import StreamDecoder
 from netlog.errors import DecodeError
-from netlog.pipeline import Pipeline
 from netlog.record import Record, format_peer
 from netlog.report import Reporter
-from netlog.stream import StreamDecoder
+from netlog.sinks.pipeline import Pipeline
 from servers.responder import FullDatagramServer
 
 #: Bytes read per recv; large reads amortise the per-call cost.

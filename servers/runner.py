@@ -27,13 +27,13 @@ import gevent
 import gevent.event
 import orjson
 
-from netlog.console import ConsoleSink
-from netlog.jsonl import JsonlFileSink
 from netlog.metrics import Metrics
-from netlog.pipeline import Pipeline, Sink
 from netlog.report import Reporter
 from netlog.settings import DISABLED, Settings
+from netlog.sinks.console import ConsoleSink
+from netlog.sinks.pipeline import Pipeline, Sink
 from netlog.stats import Stats
+from netlog.store.writer import JsonlFileSink
 from netlog.viewer import RecordFeed
 from servers.echo import EchoServer
 from servers.http import HttpServer

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from netlog.encode import encode_line
 from netlog.record import Record
+from netlog.sinks.encode import encode_line
 
 __all__ = [
     "DEFAULT_BACKLOG",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from netlog.jsonl import rotated_paths
+from netlog.store.writer import rotated_paths
 
 FIGURES = Path(
     os.environ.get("NETLOG_FIGURES")

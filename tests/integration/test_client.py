@@ -200,7 +200,7 @@ class TestConfigure:
 
 def netlog_cli(*args, stdin="", timeout=30):
     """The netlog command line, run the way the console script runs it."""
-    code = "import sys; from netlog.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from netlog.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         input=stdin,

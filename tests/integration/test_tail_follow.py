@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from netlog.jsonl import FILE_NAME, JsonlFileSink, rotated_paths
 from netlog.record import Record
+from netlog.store.writer import FILE_NAME, JsonlFileSink, rotated_paths
 from netlogproc import ROOT, wait_for
 
 

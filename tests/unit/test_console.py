@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from netlog.console import ConsoleSink, escape_text
-from netlog.encode import encode_line
 from netlog.record import Record
+from netlog.sinks.console import ConsoleSink, escape_text
+from netlog.sinks.encode import encode_line
 
 HOSTILE = "a\nb\r\x1b]0;pwned\x07"
 

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import structlog
 
-from netlog.datagram import decode_datagram
+from netlog.decode.datagram import decode_datagram
 from netlog.errors import DecodeError
 
 PEER = "10.0.0.1:40000"

@@ -7,11 +7,11 @@ import pickle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netlog.datagram import decode_datagram
+from netlog.decode.datagram import decode_datagram
+from netlog.decode.stream import NEED_DATA, StreamDecoder
+from netlog.decode.unpickle import unpickle_dict
 from netlog.errors import DecodeError
 from netlog.record import Record
-from netlog.stream import NEED_DATA, StreamDecoder
-from netlog.unpickle import unpickle_dict
 
 
 def _frames():

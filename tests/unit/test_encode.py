@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netlog import encode
-from netlog.encode import encode_line, format_time, sanitize
 from netlog.record import Record, rfc3339
+from netlog.sinks import encode
+from netlog.sinks.encode import encode_line, format_time, sanitize
 
 KEYS = ["ts", "received", "level", "logger", "message", "fields", "peer", "format"]
 KEYS_WITH_EXC = ["ts", "received", "level", "logger", "message", "fields", "exc", "peer", "format"]

@@ -1,7 +1,7 @@
 import json
 
-from netlog.pipeline import Pipeline
 from netlog.record import Record
+from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
 from netlog.viewer import load_assets
 from netlog.viewer.feed import MAX_PER_MESSAGE, RecordFeed, sse_dropped, sse_records

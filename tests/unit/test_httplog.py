@@ -5,14 +5,14 @@ import urllib.parse
 
 import pytest
 
-from netlog.errors import DecodeError
-from netlog.httplog import (
+from netlog.decode.http import (
     FORM,
     decode_body,
     decode_form,
     format_logrecord_message,
     media_type,
 )
+from netlog.errors import DecodeError
 
 PEER = "127.0.0.1:4000"
 NOW = 1_800_000_000.0

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from netlog.encode import encode_line
-from netlog.jsonl import FILE_NAME, JsonlFileSink, rotated_paths
 from netlog.record import Record
+from netlog.sinks.encode import encode_line
+from netlog.store.writer import FILE_NAME, JsonlFileSink, rotated_paths
 
 
 def rec(i, message="hello", **fields):

@@ -4,8 +4,8 @@ import logging
 import tracemalloc
 
 from netlog.client import SinkHandler
-from netlog.encode import encode_line
 from netlog.record import Record
+from netlog.sinks.encode import encode_line
 
 
 def bytes_per_item(make, count=2000):

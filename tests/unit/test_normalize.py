@@ -9,8 +9,7 @@ import orjson
 import pytest
 import structlog
 
-from netlog.errors import DecodeError
-from netlog.normalize import (
+from netlog.decode.normalize import (
     MAX_DEPTH,
     Budget,
     from_json,
@@ -19,7 +18,8 @@ from netlog.normalize import (
     json_safe,
     parse_timestamp,
 )
-from netlog.unpickle import unpickle_dict
+from netlog.decode.unpickle import unpickle_dict
+from netlog.errors import DecodeError
 
 RECEIVED = 1_700_000_000.25
 

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_decoder_fuzz import FRAMES, LINES, mutated
 
-from netlog.console import ConsoleSink
-from netlog.datagram import decode_datagram
-from netlog.encode import encode_line
+from netlog.decode.datagram import decode_datagram
+from netlog.decode.stream import NEED_DATA, StreamDecoder
 from netlog.errors import DecodeError
-from netlog.stream import NEED_DATA, StreamDecoder
+from netlog.sinks.console import ConsoleSink
+from netlog.sinks.encode import encode_line
 
 #: What a terminal or a line reader would obey: C0 (but the newline), DEL, C1,
 #: line and paragraph separators, bidi controls, lone surrogates.

@@ -9,8 +9,8 @@ import tracemalloc
 import pytest
 import structlog
 
+from netlog.decode.stream import NEED_DATA, StreamDecoder
 from netlog.errors import DecodeError
-from netlog.stream import NEED_DATA, StreamDecoder
 
 PEER = "127.0.0.1:5555"
 

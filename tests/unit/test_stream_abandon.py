@@ -5,8 +5,8 @@ import logging.handlers
 
 import pytest
 
+from netlog.decode.stream import NEED_DATA, StreamDecoder
 from netlog.errors import DecodeError
-from netlog.stream import NEED_DATA, StreamDecoder
 
 
 def frame(msg):

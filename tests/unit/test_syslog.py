@@ -3,7 +3,7 @@ import logging.handlers
 
 import pytest
 
-from netlog.syslog import SyslogMessage, parse_syslog
+from netlog.decode.syslog import SyslogMessage, parse_syslog
 
 
 def syslog_handler_bytes(message, *, ident="", level=logging.WARNING, facility="local3"):

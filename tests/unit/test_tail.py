@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from netlog import tail as tail_module
-from netlog.cli import main
-from netlog.encode import encode_line
-from netlog.jsonl import FILE_NAME, JsonlFileSink
+from netlog.cli import tail as tail_module
+from netlog.cli.main import main
+from netlog.cli.tail import Filter, Follower, level_rank, parse_since, record_from_json
 from netlog.record import Record
-from netlog.tail import Filter, Follower, level_rank, parse_since, record_from_json
+from netlog.sinks.encode import encode_line
+from netlog.store.writer import FILE_NAME, JsonlFileSink
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

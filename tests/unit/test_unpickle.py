@@ -12,9 +12,8 @@ import tracemalloc
 
 import pytest
 
-from netlog import unpickle as unpickle_module
-from netlog.errors import DecodeError
-from netlog.unpickle import (
+from netlog.decode import unpickle as unpickle_module
+from netlog.decode.unpickle import (
     FrameLoader,
     Placeholder,
     SafeUnpickler,
@@ -24,6 +23,7 @@ from netlog.unpickle import (
     short_repr,
     unpickle_dict,
 )
+from netlog.errors import DecodeError
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 import structlog.dev
 
-from netlog.encode import encode_line, format_time
+from netlog.sinks.encode import encode_line, format_time
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

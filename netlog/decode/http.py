@@ -30,8 +30,8 @@ from typing import Any, Final
 
 import orjson
 
+from netlog.decode.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
 from netlog.errors import DecodeError
-from netlog.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
 from netlog.record import Record
 
 __all__ = [

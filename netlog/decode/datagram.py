@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from netlog.errors import DecodeError
-from netlog.normalize import (
+from netlog.decode.normalize import (
     Budget,
     expansion_budget,
     from_json,
@@ -32,9 +31,10 @@ from netlog.normalize import (
     from_syslog,
     from_text,
 )
-from netlog.stream import is_pickle_start
-from netlog.syslog import parse_syslog
-from netlog.unpickle import unpickle_dict
+from netlog.decode.stream import is_pickle_start
+from netlog.decode.syslog import parse_syslog
+from netlog.decode.unpickle import unpickle_dict
+from netlog.errors import DecodeError
 
 if TYPE_CHECKING:
     from netlog.record import Record

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from netlog.commands import add_probe_parser, add_send_parser, run_probe, run_send
+from netlog.cli.commands import add_probe_parser, add_send_parser, run_probe, run_send
+from netlog.cli.tail import add_tail_parser, run_tail
 from netlog.settings import ArgumentParser, add_serve_options, settings_from_namespace
-from netlog.tail import add_tail_parser, run_tail
 
 
 def _parser() -> ArgumentParser:

@@ -56,9 +56,9 @@ from typing import TYPE_CHECKING, Final
 
 import orjson
 
+from netlog.decode.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
+from netlog.decode.unpickle import FrameLoader
 from netlog.errors import DecodeError
-from netlog.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
-from netlog.unpickle import FrameLoader
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from netlog.encode import encode_line
+from netlog.sinks.encode import encode_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

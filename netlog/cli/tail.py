@@ -53,10 +53,11 @@ from typing import Any, Final, TextIO
 
 import orjson
 
-from netlog.console import ConsoleSink
-from netlog.jsonl import FILE_NAME, rotated_paths
-from netlog.normalize import parse_timestamp
+from netlog.decode.normalize import parse_timestamp
+from netlog.levels import known_rank, level_rank
 from netlog.record import Record
+from netlog.sinks.console import ConsoleSink
+from netlog.store.writer import FILE_NAME, rotated_paths
 
 __all__ = [
     "DEFAULT_LINES",
@@ -78,24 +79,6 @@ _BLOCK: Final = 1 << 16
 _MAX_PARTIAL: Final = 64 << 20
 _DEFAULT_DIR: Final = "./netlog-data"
 
-_RANKS: Final = {
-    "trace": 5,
-    "debug": 10,
-    "info": 20,
-    "notice": 25,
-    "warning": 30,
-    "warn": 30,
-    "error": 40,
-    "err": 40,
-    "critical": 50,
-    "crit": 50,
-    "fatal": 50,
-    "alert": 50,
-    "emergency": 50,
-    "emerg": 50,
-}
-_UNKNOWN_RANK: Final = 20
-_LEVEL_NUMBER: Final = re.compile(r"(?:level )?(\d{1,6})")
 _DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -104,16 +87,6 @@ _TOP_LEVEL: Final = ("level", "logger", "message", "peer", "format", "ts", "rece
 # line reader would obey; inside JSON strings ``\uXXXX`` is the same text.
 _UNSAFE_JSON: Final = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _MISSING: Final = object()
-
-
-def level_rank(level: str) -> int:
-    """The rank ``--level`` compares: see the module docstring."""
-    name = level.strip().lower()
-    rank = _RANKS.get(name)
-    if rank is not None:
-        return rank
-    match = _LEVEL_NUMBER.fullmatch(name)
-    return int(match.group(1)) if match else _UNKNOWN_RANK
 
 
 def parse_since(text: str, now: float) -> float:
@@ -524,12 +497,9 @@ def _count(text: str) -> int | None:
 
 
 def _level(text: str) -> int:
-    name = text.strip().lower()
-    if name in _RANKS:
-        return _RANKS[name]
-    match = _LEVEL_NUMBER.fullmatch(name)
-    if match:
-        return int(match.group(1))
+    rank = known_rank(text)
+    if rank is not None:
+        return rank
     names = "debug, info, warning, error, critical"
     raise argparse.ArgumentTypeError(f"{text!r} is not a level ({names}, or a number)")
 

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from netlog.decode.unpickle import Placeholder, render_placeholder, short_repr
 from netlog.errors import DecodeError
+from netlog.levels import SYSLOG_SEVERITY_LEVELS, level_from_number
 from netlog.record import Record
-from netlog.unpickle import Placeholder, render_placeholder, short_repr
 
 if TYPE_CHECKING:
-    from netlog.syslog import SyslogMessage
+    from netlog.decode.syslog import SyslogMessage
 
 __all__ = [
     "MAX_DEPTH",
@@ -213,20 +214,6 @@ _SRC_KEYS: Final = (
     ("task", "taskName"),
 )
 
-_LEVEL_NAMES: Final = {
-    10: "debug",
-    20: "info",
-    30: "warning",
-    40: "error",
-    50: "critical",
-}
-
-
-def _level_from_number(number: Any) -> str:
-    if type(number) is int:
-        return _LEVEL_NAMES.get(number, f"level {number}")
-    return "info"
-
 
 def _epoch(value: Any, default: float) -> float:
     if type(value) is float or type(value) is int:
@@ -247,7 +234,7 @@ def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Bud
     get = data.get
     ts = _epoch(get("created"), received)
     levelname = get("levelname")
-    level = levelname.lower() if type(levelname) is str else _level_from_number(get("levelno"))
+    level = levelname.lower() if type(levelname) is str else level_from_number(get("levelno"))
     logger = _text(get("name"), budget)
     message = _text(get("msg"), budget)
     exc_text = get("exc_text")
@@ -377,7 +364,7 @@ def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = F
     elif value is _MISSING:
         level = "info"
     elif type(value) is int:
-        level = _level_from_number(value)
+        level = level_from_number(value)
     else:
         level = _json_text(value).lower()
 
@@ -412,18 +399,6 @@ def from_text(line: str, peer: str, received: float) -> Record:
     return Record(received, received, "info", "", line, {}, None, peer, "text")
 
 
-_SYSLOG_LEVELS: Final = (
-    "critical",
-    "critical",
-    "critical",
-    "error",
-    "warning",
-    "info",
-    "info",
-    "debug",
-)
-
-
 def from_syslog(message: SyslogMessage, peer: str, received: float) -> Record:
     """Normalise a parsed RFC 3164 / RFC 5424 message.
 
@@ -452,7 +427,7 @@ def from_syslog(message: SyslogMessage, peer: str, received: float) -> Record:
     return Record(
         ts,
         received,
-        _SYSLOG_LEVELS[message.severity],
+        SYSLOG_SEVERITY_LEVELS[message.severity],
         message.app_name or "",
         message.message,
         fields,

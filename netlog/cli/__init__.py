@@ -1,0 +1,1 @@
+"""The ``netlog`` command line: ``serve``, ``send``, ``probe`` and ``tail``."""
