@@ -1,16 +1,17 @@
-"""netlog tail on real files in tmp_path, called in-process (no subprocess)."""
+"""netlog tail on real files in tmp_path, called in-process (no subprocess).
+
+The filters alone are in test_query_filter.py, the store reader alone in
+test_store_reader.py.
+"""
 
 import json
-import re
 import time
 
 import pytest
 
-from netlog.cli import tail as tail_module
 from netlog.cli.main import main
-from netlog.cli.tail import Filter, Follower, level_rank, parse_since, record_from_json
 from netlog.record import Record
-from netlog.sinks.encode import encode_line
+from netlog.store import reader as reader_module
 from netlog.store.writer import FILE_NAME, JsonlFileSink
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -54,94 +55,6 @@ def ids(records):
     return [r["fields"]["i"] for r in records]
 
 
-class TestLevelsAndTimes:
-    """The ranks --level compares and the times --since takes."""
-
-    @pytest.mark.parametrize(
-        ("level", "rank"),
-        [
-            ("debug", 10),
-            ("INFO", 20),
-            ("warn", 30),
-            ("warning", 30),
-            ("error", 40),
-            ("fatal", 50),
-            ("critical", 50),
-            ("level 25", 25),
-            ("notice", 25),
-            ("trace", 5),
-            ("verbose", 20),
-            ("", 20),
-        ],
-    )
-    def test_rank(self, level, rank):
-        assert level_rank(level) == rank
-
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("30s", 1000.0 - 30),
-            ("10m", 1000.0 - 600),
-            ("1h30m", 1000.0 - 5400),
-            ("0.5h", 1000.0 - 1800),
-            ("1d", 1000.0 - 86400),
-            ("2023-11-14T22:13:20Z", T0),
-            ("2023-11-14T23:13:20+01:00", T0),
-            ("2023-11-14T22:13:20", T0),
-        ],
-    )
-    def test_since(self, text, expected):
-        assert parse_since(text, 1000.0) == expected
-
-    @pytest.mark.parametrize("text", ["soon", "10", "10x", "-5m", ""])
-    def test_bad_since(self, text):
-        with pytest.raises(ValueError):
-            parse_since(text, 1000.0)
-
-
-class TestFilter:
-    """Filter.matches on parsed lines."""
-
-    def obj(self, **changes):
-        return json.loads(encode_line(rec(1)._replace(**changes)))
-
-    def test_logger_prefix_is_dotted(self):
-        keep = Filter(loggers=("app",))
-        assert keep.matches(self.obj(logger="app"))
-        assert keep.matches(self.obj(logger="app.db"))
-        assert not keep.matches(self.obj(logger="apple"))
-        assert not keep.matches(self.obj(logger="other.app"))
-
-    def test_field_values_compare_as_json_text(self):
-        obj = self.obj(
-            fields={"n": 5, "ok": True, "none": None, "user": "ada", "deep": {"a": {"b": 1}}}
-        )
-        assert Filter(fields=(("n", "5"),)).matches(obj)
-        assert Filter(fields=(("ok", "true"),)).matches(obj)
-        assert Filter(fields=(("none", "null"),)).matches(obj)
-        assert Filter(fields=(("user", "ada"), ("n", "5"))).matches(obj)
-        assert Filter(fields=(("deep.a.b", "1"),)).matches(obj)
-        assert Filter(fields=(("format", "json"),)).matches(obj)  # a record key
-        assert not Filter(fields=(("user", "bob"),)).matches(obj)
-        assert not Filter(fields=(("missing", "null"),)).matches(obj)
-        assert not Filter(fields=(("user", "ada"), ("n", "6"))).matches(obj)
-
-    def test_regex(self):
-        keep = Filter(regex=re.compile(r"^mess.*\d$", re.IGNORECASE))
-        assert keep.matches(self.obj(message="Message 7"))
-        assert not keep.matches(self.obj(message="a message 7"))
-
-    def test_record_from_json_round_trip(self):
-        record = rec(3, exc="Traceback\n  boom", fields={"user": "ada"})
-        assert record_from_json(json.loads(encode_line(record))) == record
-
-    def test_record_from_foreign_json(self):
-        record = record_from_json({"message": 5, "level": None})
-        assert record.message == "5"
-        assert record.level == "null"
-        assert record.fields == {}
-
-
 class TestReading:
     """What `netlog tail` prints from the files on disk."""
 
@@ -177,7 +90,7 @@ class TestReading:
         sink.open()
         sink.write([rec(i) for i in range(6)])
         sink.flush()
-        real = tail_module._open_listed
+        real = reader_module._open_listed
         calls = []
 
         def rotate_after_listing(paths, current):
@@ -188,7 +101,7 @@ class TestReading:
                     sink.flush()
             return real(paths, current)
 
-        monkeypatch.setattr(tail_module, "_open_listed", rotate_after_listing)
+        monkeypatch.setattr(reader_module, "_open_listed", rotate_after_listing)
         assert ids(tail_json(capsys, tmp_path, "-n", "all")[0]) == list(range(12))
         assert len(calls) == 2
         sink.close()
@@ -352,84 +265,3 @@ class TestBadArguments:
         monkeypatch.delenv("NETLOG_LOG_DIR", raising=False)
         monkeypatch.chdir(tmp_path)
         assert ids(tail_json(capsys)[0]) == [4]
-
-
-class TestFollower:
-    """Follower.poll: appends, half lines, rotation and truncation."""
-
-    def lines(self, follower):
-        return [json.loads(line)["fields"]["i"] for line in follower.poll() if line.strip()]
-
-    def test_appends_and_half_lines(self, tmp_path):
-        path = tmp_path / FILE_NAME
-        path.write_bytes(b"")
-        follower = Follower(path)
-        assert follower.poll() == []
-        with path.open("ab") as handle:
-            handle.write(b'{"fields": {"i": 1}}\n{"fields": {"i"')
-            handle.flush()
-            assert self.lines(follower) == [1]
-            handle.write(b": 2}}\n")
-        assert self.lines(follower) == [2]
-        follower.close()
-
-    def test_rotation_reads_the_old_file_to_its_end(self, tmp_path):
-        sink = JsonlFileSink(tmp_path, max_bytes=600, backups=5)
-        sink.open()
-        follower = Follower(tmp_path / FILE_NAME)
-        seen = []
-        for i in range(30):
-            sink.write([rec(i)])
-            sink.flush()  # one rotation every few records
-            if i % 2:
-                seen += self.lines(follower)
-        seen += self.lines(follower)
-        sink.close()
-        follower.close()
-        assert seen == list(range(30))
-
-    def test_two_rotations_between_polls(self, tmp_path):
-        sink = JsonlFileSink(tmp_path, max_bytes=600, backups=10)
-        sink.open()
-        sink.write([rec(0)])
-        sink.flush()
-        follower = Follower(tmp_path / FILE_NAME)
-        assert self.lines(follower) == [0]
-        for i in range(1, 12):  # several rotations, no poll
-            sink.write([rec(i)])
-            sink.flush()
-        assert len(list(tmp_path.glob(FILE_NAME + ".*"))) >= 3
-        assert self.lines(follower) == list(range(1, 12))
-        sink.close()
-        follower.close()
-
-    def test_truncation_starts_again(self, tmp_path):
-        path = tmp_path / FILE_NAME
-        path.write_bytes(b'{"fields": {"i": 1}}\n{"fields": {"i": 2}}\n')
-        follower = Follower(path)
-        assert self.lines(follower) == [1, 2]
-        with path.open("r+b") as handle:
-            handle.truncate(0)
-            handle.write(b'{"fields": {"i": 3}}\n')
-        assert self.lines(follower) == [3]
-        follower.close()
-
-    def test_file_appears_later(self, tmp_path):
-        path = tmp_path / "later" / FILE_NAME
-        follower = Follower(path)
-        assert follower.poll() == []
-        path.parent.mkdir()
-        path.write_bytes(b'{"fields": {"i": 9}}\n')
-        assert self.lines(follower) == [9]
-        follower.close()
-
-    def test_deleted_file_replaced(self, tmp_path):
-        path = tmp_path / FILE_NAME
-        path.write_bytes(b'{"fields": {"i": 1}}\n')
-        follower = Follower(path)
-        assert self.lines(follower) == [1]
-        path.unlink()
-        assert follower.poll() == []
-        path.write_bytes(b'{"fields": {"i": 2}}\n')
-        assert self.lines(follower) == [2]
-        follower.close()
