@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import logging.handlers
 import os
 import pickle
 import select
@@ -31,8 +30,10 @@ from typing import Any, Literal
 
 import orjson
 
-DEFAULT_ADDRESS = "127.0.0.1:9020"
-DEFAULT_PORT = logging.handlers.DEFAULT_TCP_LOGGING_PORT
+from netlog.settings import DEFAULT_LOG_TCP_PORT
+
+DEFAULT_PORT = DEFAULT_LOG_TCP_PORT
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
 Wire = Literal["pickle", "json"]
 

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from netlog.cli.commands import add_probe_parser, add_send_parser, run_probe, run_send
+from netlog.cli.probe import add_probe_parser, run_probe
+from netlog.cli.send import add_send_parser, run_send
 from netlog.cli.tail import add_tail_parser, run_tail
 from netlog.settings import ArgumentParser, add_serve_options, settings_from_namespace
 
