@@ -1,66 +1,57 @@
-"""Settings for ``netlog serve``: one frozen dataclass and the parser that fills it.
+"""Settings for ``netlog serve``: every option once, in one frozen dataclass.
 
-Precedence is command line, then ``NETLOG_<OPTION>`` environment variables,
-then the defaults below.  The environment is read into argparse *defaults*,
-so one parser validates both sources and a bad value from either gets the
-same one-line error naming where it came from.
+Each :class:`Settings` field carries its option in its metadata: the value's
+converter, its ``--help`` text and how the README shows it.  The command line
+(:mod:`netlog.cli.serve`), the ``NETLOG_<OPTION>`` environment variables and
+the README's options table (:func:`options_table`, checked by a test) are all
+derived from :data:`OPTIONS`, so adding an option is one field here.
+
+Every default lives in this module; code elsewhere imports the ``DEFAULT_*``
+names instead of restating a number.  This module imports no argparse: the
+client and the decoders read their defaults from here without paying for the
+command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging.handlers
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal, get_args
 
+#: What the console shows: a coloured line per record, the JSON line, or nothing.
 ConsoleMode = Literal["pretty", "json", "off"]
+CONSOLE_MODES: Final[tuple[ConsoleMode, ...]] = get_args(ConsoleMode)
 
-DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server in a container must listen on all interfaces
-DEFAULT_ECHO_PORT = 7007
-DEFAULT_RESPONDER_PORT = 7007
-DEFAULT_LOG_TCP_PORT = logging.handlers.DEFAULT_TCP_LOGGING_PORT  # 9020
-DEFAULT_LOG_UDP_PORT = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
-DEFAULT_HTTP_PORT = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
-DEFAULT_LOG_DIR = Path("./netlog-data")
-DEFAULT_GRACE = 5.0
-DEFAULT_IDLE_TIMEOUT = 300.0
-DEFAULT_MAX_CONNECTIONS = 1000
-DEFAULT_MAX_FRAME = 1 << 20
-DEFAULT_MAX_LINE = 1 << 20
-DEFAULT_RESPONDER_RATE = 1000.0
-DEFAULT_FLUSH_INTERVAL = 1.0
-DEFAULT_MAX_BYTES = 100 * (1 << 20)
-DEFAULT_BACKUPS = 5
+DEFAULT_HOST: Final = "0.0.0.0"  # noqa: S104 - a server in a container must listen on all interfaces
+DEFAULT_ECHO_PORT: Final = 7007
+DEFAULT_RESPONDER_PORT: Final = 7007
+DEFAULT_LOG_TCP_PORT: Final = logging.handlers.DEFAULT_TCP_LOGGING_PORT  # 9020
+DEFAULT_LOG_UDP_PORT: Final = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
+DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
+DEFAULT_LOG_DIR: Final = Path("./netlog-data")
+DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
+DEFAULT_GRACE: Final = 5.0
+DEFAULT_IDLE_TIMEOUT: Final = 300.0
+DEFAULT_MAX_CONNECTIONS: Final = 1000
+DEFAULT_MAX_FRAME: Final = 1 << 20
+DEFAULT_MAX_LINE: Final = 1 << 20
+DEFAULT_RESPONDER_RATE: Final = 1000.0
+DEFAULT_FLUSH_INTERVAL: Final = 1.0
+DEFAULT_MAX_BYTES: Final = 100 * (1 << 20)
+DEFAULT_BACKUPS: Final = 5
 
 #: A port option's value that disables its listener.
-DISABLED = -1
+DISABLED: Final = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything ``netlog serve`` can be told; immutable once parsed."""
+class OptionError(ValueError):
+    """A value an option cannot take; the message names the value and why.
 
-    host: str = DEFAULT_HOST
-    echo_port: int = DEFAULT_ECHO_PORT
-    responder_port: int = DEFAULT_RESPONDER_PORT
-    log_tcp_port: int = DEFAULT_LOG_TCP_PORT
-    log_udp_port: int = DEFAULT_LOG_UDP_PORT
-    http_port: int = DEFAULT_HTTP_PORT
-    log_dir: Path = DEFAULT_LOG_DIR
-    console: ConsoleMode = "pretty"
-    grace: float = DEFAULT_GRACE
-    ready_file: Path | None = None
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    max_frame: int = DEFAULT_MAX_FRAME
-    max_line: int = DEFAULT_MAX_LINE
-    responder_rate: float = DEFAULT_RESPONDER_RATE
-    flush_interval: float = DEFAULT_FLUSH_INTERVAL
-    max_bytes: int = DEFAULT_MAX_BYTES
-    backups: int = DEFAULT_BACKUPS
+    The command line turns it into argparse's one-line error; it is its own
+    type so that this module needs no argparse.
+    """
 
 
 def env_name(option: str) -> str:
@@ -68,31 +59,31 @@ def env_name(option: str) -> str:
     return "NETLOG_" + option.lstrip("-").replace("-", "_").upper()
 
 
-def _port(text: str) -> int:
-    value = _integer(text)
-    if not DISABLED <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535, or -1 to disable)")
-    return value
-
-
 def _integer(text: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise OptionError(f"{text!r} is not a whole number") from None
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not DISABLED <= value <= 65535:
+        raise OptionError(f"{text!r} is not a port (0-65535, or -1 to disable)")
+    return value
 
 
 def _positive_int(text: str) -> int:
     value = _integer(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+        raise OptionError(f"{text!r} must be at least 1")
     return value
 
 
 def _non_negative_int(text: str) -> int:
     value = _integer(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+        raise OptionError(f"{text!r} must not be negative")
     return value
 
 
@@ -100,114 +91,226 @@ def _non_negative(text: str) -> float:
     try:
         value = float(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise OptionError(f"{text!r} is not a number") from None
     if not 0 <= value < 10**9:  # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
+        raise OptionError(f"{text!r} must be a number >= 0")
     return value
 
 
 def _positive_seconds(text: str) -> float:
     value = _non_negative(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+        raise OptionError(f"{text!r} must be more than 0 seconds")
     return value
 
 
-def _console(text: str) -> str:
+def _console(text: str) -> ConsoleMode:
     value = text.strip().lower()
-    if value not in ("pretty", "json", "off"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not one of pretty, json, off")
-    return value
+    for mode in CONSOLE_MODES:
+        if value == mode:
+            return mode
+    raise OptionError(f"{text!r} is not one of {', '.join(CONSOLE_MODES)}")
 
 
 def _path(text: str) -> Path:
     if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")
+        raise OptionError("an empty path")
     return Path(text)
 
 
 def _host(text: str) -> str:
     if not text.strip():
-        raise argparse.ArgumentTypeError("an empty host")
+        raise OptionError("an empty host")
     return text.strip()
 
 
-# option, converter, default, help.  One table drives the parser, the
-# environment lookup and the README, so they cannot drift apart.
-_OPTIONS: tuple[tuple[str, Callable[[str], object], object, str], ...] = (
-    ("--host", _host, DEFAULT_HOST, "address every listener binds"),
-    ("--echo-port", _port, DEFAULT_ECHO_PORT, "TCP echo port"),
-    ("--responder-port", _port, DEFAULT_RESPONDER_PORT, "UDP responder port"),
-    ("--log-tcp-port", _port, DEFAULT_LOG_TCP_PORT, "log sink TCP port"),
-    ("--log-udp-port", _port, DEFAULT_LOG_UDP_PORT, "log sink UDP port"),
-    ("--http-port", _port, DEFAULT_HTTP_PORT, "HTTP port"),
-    ("--log-dir", _path, DEFAULT_LOG_DIR, "where records.jsonl is written"),
-    ("--console", _console, "pretty", "console output: pretty, json or off"),
-    ("--grace", _non_negative, DEFAULT_GRACE, "seconds shutdown waits for open log connections"),
-    ("--ready-file", _path, None, "write the bound ports here as JSON once listening"),
-    ("--idle-timeout", _positive_seconds, DEFAULT_IDLE_TIMEOUT, "close silent connections"),
-    (
-        "--max-connections",
-        _positive_int,
-        DEFAULT_MAX_CONNECTIONS,
-        "concurrent connections per TCP listener",
-    ),
-    ("--max-frame", _positive_int, DEFAULT_MAX_FRAME, "largest SocketHandler frame, bytes"),
-    ("--max-line", _positive_int, DEFAULT_MAX_LINE, "longest JSON or text line, bytes"),
-    (
-        "--responder-rate",
-        _non_negative,
-        DEFAULT_RESPONDER_RATE,
-        "UDP replies/s per source, 0 = unlimited",
-    ),
-    ("--flush-interval", _positive_seconds, DEFAULT_FLUSH_INTERVAL, "seconds between file flushes"),
-    ("--max-bytes", _positive_int, DEFAULT_MAX_BYTES, "rotate records.jsonl at this size"),
-    ("--backups", _non_negative_int, DEFAULT_BACKUPS, "rotated files kept"),
-)
+def _mib(size: int) -> str:
+    return f"{size >> 20} MiB"
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but every error is one line on stderr and exit status 2.
+def _option(
+    convert: Callable[[str], object], text: str, *, readme: str = "", shown: str = ""
+) -> dict[str, object]:
+    """The metadata that makes a :class:`Settings` field a ``serve`` option.
 
-    argparse's default prints the whole usage block first; for a server
-    started by compose or a script, the one line naming the problem is what
-    reaches the person reading the log.
+    ``text`` is the ``--help`` line; ``readme`` replaces it in the README's
+    table where the README says more, and ``shown`` is the README's default
+    where the value's own spelling is not how a person writes it (``1 MiB``).
+    """
+    return {"convert": convert, "help": text, "readme": readme or text, "shown": shown}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``netlog serve`` can be told; immutable once parsed.
+
+    The field order is the order of ``--help`` and of the README's table.
     """
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        """Print ``message`` as the only line and exit 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    host: str = field(default=DEFAULT_HOST, metadata=_option(_host, "address every listener binds"))
+    echo_port: int = field(default=DEFAULT_ECHO_PORT, metadata=_option(_port, "TCP echo port"))
+    responder_port: int = field(
+        default=DEFAULT_RESPONDER_PORT, metadata=_option(_port, "UDP responder port")
+    )
+    log_tcp_port: int = field(
+        default=DEFAULT_LOG_TCP_PORT, metadata=_option(_port, "log sink TCP port")
+    )
+    log_udp_port: int = field(
+        default=DEFAULT_LOG_UDP_PORT, metadata=_option(_port, "log sink UDP port")
+    )
+    http_port: int = field(
+        default=DEFAULT_HTTP_PORT,
+        metadata=_option(
+            _port,
+            "HTTP port",
+            readme="HTTP: `POST /log`, `/health`, `/metrics`, the live viewer",
+        ),
+    )
+    log_dir: Path = field(
+        default=DEFAULT_LOG_DIR,
+        metadata=_option(
+            _path, "where records.jsonl is written", readme="where `records.jsonl` is written"
+        ),
+    )
+    console: ConsoleMode = field(
+        default=DEFAULT_CONSOLE,
+        metadata=_option(
+            _console,
+            "console output: pretty, json or off",
+            readme="`pretty` (colours on a terminal), `json`, or `off`",
+        ),
+    )
+    grace: float = field(
+        default=DEFAULT_GRACE,
+        metadata=_option(_non_negative, "seconds shutdown waits for open log connections"),
+    )
+    ready_file: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "write the bound ports here as JSON once listening",
+            readme='once every listener is bound, write `{"pid": …, "echo": …, "responder": …,'
+            ' "log_tcp": …, "log_udp": …, "http": …}` to this path atomically'
+            " (disabled listeners absent)",
+        ),
+    )
+    idle_timeout: float = field(
+        default=DEFAULT_IDLE_TIMEOUT,
+        metadata=_option(
+            _positive_seconds,
+            "close silent connections",
+            readme="seconds before a silent connection is closed",
+        ),
+    )
+    max_connections: int = field(
+        default=DEFAULT_MAX_CONNECTIONS,
+        metadata=_option(
+            _positive_int,
+            "concurrent connections per TCP listener",
+            readme="concurrent connections per TCP listener; more wait in the kernel's queue",
+        ),
+    )
+    max_frame: int = field(
+        default=DEFAULT_MAX_FRAME,
+        metadata=_option(
+            _positive_int,
+            "largest SocketHandler frame, bytes",
+            readme="largest `SocketHandler` frame",
+            shown=_mib(DEFAULT_MAX_FRAME),
+        ),
+    )
+    max_line: int = field(
+        default=DEFAULT_MAX_LINE,
+        metadata=_option(
+            _positive_int,
+            "longest JSON or text line, bytes",
+            readme="longest JSON or text line",
+            shown=_mib(DEFAULT_MAX_LINE),
+        ),
+    )
+    responder_rate: float = field(
+        default=DEFAULT_RESPONDER_RATE,
+        metadata=_option(
+            _non_negative,
+            "UDP replies/s per source, 0 = unlimited",
+            readme="UDP replies per second per source (burst twice that), `0` = unlimited",
+        ),
+    )
+    flush_interval: float = field(
+        default=DEFAULT_FLUSH_INTERVAL,
+        metadata=_option(
+            _positive_seconds,
+            "seconds between file flushes",
+            readme="seconds between writes to disk",
+        ),
+    )
+    max_bytes: int = field(
+        default=DEFAULT_MAX_BYTES,
+        metadata=_option(
+            _positive_int,
+            "rotate records.jsonl at this size",
+            readme="rotate `records.jsonl` at this size",
+            shown=_mib(DEFAULT_MAX_BYTES),
+        ),
+    )
+    backups: int = field(
+        default=DEFAULT_BACKUPS,
+        metadata=_option(
+            _non_negative_int,
+            "rotated files kept",
+            readme="rotated files kept (`records.jsonl.1` is the newest)",
+        ),
+    )
 
 
-def add_serve_options(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Add the ``serve`` options, with defaults taken from ``environ`` where set."""
-    for option, convert, default, text in _OPTIONS:
-        name = env_name(option)
-        value = default
-        raw = environ.get(name)
-        if raw is not None:
-            try:
-                value = convert(raw)
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"environment variable {name}: {exc}")
-        parser.add_argument(
-            option,
-            type=convert,
-            default=value,
-            help=f"{text} (env {name}, default {default})",
-        )
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One ``serve`` option as the world outside Python sees it."""
+
+    name: str  #: the Settings field, and the argparse ``dest``
+    flag: str  #: ``--log-tcp-port``
+    env: str  #: ``NETLOG_LOG_TCP_PORT``
+    default: object
+    convert: Callable[[str], object]  #: raises :class:`OptionError` on a bad value
+    help: str  #: the ``--help`` line
+    readme: str  #: the README table's "meaning" cell
+    shown: str  #: the README table's "default" cell
 
 
-def settings_from_namespace(namespace: argparse.Namespace) -> Settings:
-    """Build :class:`Settings` from parsed ``serve`` options."""
-    values = {f.name: getattr(namespace, f.name) for f in fields(Settings)}
-    return Settings(**values)
+def _shown(value: object) -> str:
+    """A default as the README writes it: text in backticks, numbers bare."""
+    if value is None:
+        return "—"
+    if isinstance(value, Path):
+        return f"`{value if value.is_absolute() else f'./{value}'}`"
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
-def parse_serve_args(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Parse ``serve`` options alone: the pure entry point that tests use."""
-    parser = ArgumentParser(prog="netlog serve")
-    add_serve_options(parser, os.environ if environ is None else environ)
-    return settings_from_namespace(parser.parse_args(argv))
+def _option_of(spec: Field[object]) -> Option:
+    flag = "--" + spec.name.replace("_", "-")
+    meta = spec.metadata
+    return Option(
+        name=spec.name,
+        flag=flag,
+        env=env_name(flag),
+        default=spec.default,
+        convert=meta["convert"],
+        help=meta["help"],
+        readme=meta["readme"],
+        shown=meta["shown"] or _shown(spec.default),
+    )
+
+
+#: Every ``serve`` option, in the order of the Settings fields.
+OPTIONS: Final[tuple[Option, ...]] = tuple(_option_of(spec) for spec in fields(Settings))
+
+
+def options_table() -> str:
+    """The README's options table (Markdown), generated from :data:`OPTIONS`."""
+    rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{o.flag}` | `{o.env}` | {o.shown} | {o.readme} |" for o in OPTIONS]
+    return "\n".join(rows) + "\n"

@@ -6,36 +6,55 @@ it; the console script wraps it in ``sys.exit``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from netlog.cli.probe import add_probe_parser, run_probe
 from netlog.cli.send import add_send_parser, run_send
+from netlog.cli.serve import add_serve_parser, settings_from_namespace
 from netlog.cli.tail import add_tail_parser, run_tail
-from netlog.settings import ArgumentParser, add_serve_options, settings_from_namespace
 
 
-def _parser() -> ArgumentParser:
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but every error is one line on stderr and exit status 2.
+
+    argparse's default prints the whole usage block first; for a server
+    started by compose or a script, the one line naming the problem is what
+    reaches the person reading the log.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as the only line and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser(environ: Mapping[str, str]) -> ArgumentParser:
     parser = ArgumentParser(
         prog="netlog",
         description="A network log sink and test server: TCP echo, UDP responder, log sink.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    serve = commands.add_parser(
-        "serve",
-        help="run the echo, responder and log sink listeners",
-        description="Run every listener in one process until SIGTERM or SIGINT.",
-    )
-    add_serve_options(serve, os.environ)
+    add_serve_parser(commands, environ)
     add_send_parser(commands)
     add_probe_parser(commands)
     add_tail_parser(commands)
     return parser
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Namespace:
+    """Parse a whole ``netlog`` command line as :func:`main` does, with ``environ``.
+
+    The one parser behind the ``netlog`` command, so tests of the options go
+    through exactly what a user's command line goes through.  A bad command
+    line (or a bad ``NETLOG_*`` value) exits 2 with one line on stderr.
+    """
+    return _parser(environ).parse_args(argv)
 
 
 def _catch_signals_early() -> list[int]:
@@ -78,7 +97,7 @@ def main(argv: Sequence[str] | None = None, *, early_signals: list[int] | None =
     early = early_signals
     if early is None:
         early = _catch_signals_early() if args[:1] == ["serve"] else []
-    namespace = _parser().parse_args(args)
+    namespace = parse_args(args, os.environ)
     if namespace.command == "serve":
         from servers.runner import serve  # noqa: PLC0415 - gevent only for serve
 

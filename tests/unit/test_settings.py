@@ -1,10 +1,28 @@
-"""Settings: defaults, environment, flags, and bad values."""
+"""Settings: defaults, environment, flags, bad values, and the README's options table.
 
+Options are parsed by the ``netlog`` command's own parser (``netlog.cli.main``).
+"""
+
+import dataclasses
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from netlog.settings import Settings, env_name, parse_serve_args
+from netlog.cli.main import parse_args
+from netlog.cli.serve import settings_from_namespace
+from netlog.settings import CONSOLE_MODES, OPTIONS, Settings, env_name, options_table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+BEGIN, END = "<!-- options:begin -->\n", "<!-- options:end -->"
+
+
+def parse_serve_args(argv, environ):
+    """``netlog serve ARGV`` with ``environ`` as the environment, as the command parses it."""
+    namespace = parse_args(["serve", *argv], environ)
+    assert namespace.command == "serve"
+    return settings_from_namespace(namespace)
 
 
 class TestPrecedence:
@@ -109,3 +127,56 @@ class TestBadValues:
         err = capsys.readouterr().err
         assert "NETLOG_MAX_FRAME" in err
         assert len(err.strip().splitlines()) == 1
+
+
+class TestOneTable:
+    """The Settings fields are the options: parser, environment and README follow them."""
+
+    def test_every_field_is_an_option(self):
+        names = [f.name for f in dataclasses.fields(Settings)]
+        assert [o.name for o in OPTIONS] == names
+        for option in OPTIONS:
+            assert option.flag == "--" + option.name.replace("_", "-")
+            assert option.env == env_name(option.flag)
+            assert option.default == getattr(Settings(), option.name)
+
+    def test_every_option_parses_from_flag_and_environment(self):
+        """Each option's own default, given as text, round-trips through both sources."""
+        for option in OPTIONS:
+            if option.default is None:
+                continue
+            text = str(option.default)
+            by_flag = parse_serve_args([option.flag, text], environ={})
+            by_env = parse_serve_args([], environ={option.env: text})
+            assert getattr(by_flag, option.name) == option.default
+            assert getattr(by_env, option.name) == option.default
+
+    def test_help_names_every_option_and_variable(self, capsys):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(["serve", "--help"], {})
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        for option in OPTIONS:
+            assert option.flag in out
+            assert option.env in re.sub(r"\s+", "", out)
+
+    def test_console_modes(self):
+        assert CONSOLE_MODES == ("pretty", "json", "off")
+        for mode in CONSOLE_MODES:
+            assert parse_serve_args(["--console", mode.upper()], environ={}).console == mode
+
+    def test_readme_table_is_generated(self):
+        """The README's table between the markers is options_table()'s output."""
+        text = README.read_text(encoding="utf-8")
+        assert text.count(BEGIN) == 1, f"README.md needs one {BEGIN.strip()} line"
+        head, rest = text.split(BEGIN)
+        current, tail = rest.split(END, 1)
+        expected = options_table()
+        if current != expected and os.environ.get("UPDATE_README") == "1":
+            README.write_text(head + BEGIN + expected + END + tail, encoding="utf-8")
+            current = expected
+        assert current == expected, (
+            "README.md's options table differs from netlog/settings.py; regenerate it with "
+            "UPDATE_README=1 .venv/bin/pytest -q -p no:cacheprovider "
+            "tests/unit/test_settings.py -k readme"
+        )
