@@ -11,12 +11,12 @@ so the sinks and the benchmarks can call it freely.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import orjson
 
 from netlog.record import Record, rfc3339
+from netlog.sinks.safe_text import UNSAFE_JSON_BYTES, json_escape_match
 
 __all__ = ["encode_line", "format_time", "sanitize"]
 
@@ -33,20 +33,6 @@ def _dumps_line(obj: Any) -> bytes:
     copies the line into an object of its own size for the same cost.
     """
     return orjson.dumps(obj) + _NEWLINE
-
-
-# orjson escapes only U+0000-U+001F.  It writes DEL, the C1 controls, the
-# Unicode line separators and the bidi overrides raw: valid JSON, but
-# ``str.splitlines`` and JavaScript split lines at U+0085/U+2028/U+2029, and a
-# terminal running ``tail -f records.jsonl`` obeys C1 controls such as CSI
-# (U+009B).  In UTF-8 these byte patterns can only be those characters (lead
-# bytes never occur inside another character) and only inside JSON strings,
-# so replacing them with ``\uXXXX`` escapes keeps the JSON valid and equal.
-_UNSAFE_BYTES: Final = re.compile(rb"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
-
-
-def _escape_match(match: re.Match[bytes]) -> bytes:
-    return b"\\u%04x" % ord(match.group().decode("utf-8"))
 
 
 # orjson refuses more than 254 nested containers; the record itself and its
@@ -104,8 +90,8 @@ def encode_line(record: Record) -> bytes:
 
     Keys follow DESIGN.md's order; ``exc`` is left out when there is none.
     Control characters are escaped by orjson and the rest of what could
-    break a line or drive a terminal by :data:`_UNSAFE_BYTES`, so the result
-    is exactly one line under any line-splitting rule.
+    break a line or drive a terminal by :data:`~netlog.sinks.safe_text.UNSAFE_JSON_BYTES`,
+    so the result is exactly one line under any line-splitting rule.
     """
     try:
         ts, received, level, logger, message, fields, exc, peer, fmt = record
@@ -144,9 +130,15 @@ def encode_line(record: Record) -> bytes:
 
 
 def _finish(line: bytes) -> bytes:
-    """Escape what orjson leaves raw but a line reader or a terminal would obey."""
+    """Escape what orjson leaves raw but a line reader or a terminal would obey.
+
+    orjson escapes only U+0000-U+001F; DEL, the C1 controls, the Unicode line
+    separators and the bidi controls come out raw (valid JSON, but see
+    :mod:`netlog.sinks.safe_text`).  All of them are DEL or non-ASCII, so
+    an ASCII line without DEL (the common case) skips the regex.
+    """
     if not line.isascii() or b"\x7f" in line:
-        return _UNSAFE_BYTES.sub(_escape_match, line)
+        return UNSAFE_JSON_BYTES.sub(json_escape_match, line)
     return line
 
 
