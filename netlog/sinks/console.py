@@ -10,30 +10,21 @@ the stream, and only the renderer's own colour codes are raw.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import structlog.dev
 
 from netlog.sinks.encode import encode_line, format_time
+from netlog.sinks.safe_text import escape_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from netlog.record import Record
+    from netlog.settings import ConsoleMode
 
-__all__ = ["ConsoleMode", "ConsoleSink", "escape_text"]
-
-ConsoleMode = Literal["pretty", "json", "off"]
-
-# C0 controls, DEL, C1 controls, the Unicode line and paragraph separators,
-# lone surrogates, and the bidirectional embeddings, overrides and isolates
-# (they can reorder what a line appears to say, as in "Trojan Source").
-_UNSAFE_NOT_C0: Final = r"\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-_ALL: Final = re.compile(rf"[\x00-\x1f{_UNSAFE_NOT_C0}]")
-_ALL_BUT_NEWLINE: Final = re.compile(rf"[\x00-\x09\x0b-\x1f{_UNSAFE_NOT_C0}]")
-_NAMED: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+__all__ = ["ConsoleSink"]
 
 # structlog treats these keys specially (columns, or an exception to format);
 # a sender's field with such a name is shown under a prefix instead.
@@ -51,32 +42,6 @@ _RESERVED: Final = frozenset(
     }
 )
 _INDENT: Final = "    "
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def escape_text(s: str, keep_newlines: bool = False) -> str:
-    r"""Make ``s`` safe to print: every control character becomes a visible escape.
-
-    ``"a\nb"`` becomes ``a\nb`` with a literal backslash, so one record is
-    always one line and no escape sequence reaches the terminal.
-    Backslashes themselves are left alone (Windows paths stay readable); the
-    aim is safety, not a reversible encoding.  ``keep_newlines`` is for
-    tracebacks, whose line structure is the point.
-    """
-    # Every character escaped here is non-printable, so printable text (the
-    # common case) costs one C-level scan.
-    if s.isprintable():
-        return s
-    pattern = _ALL_BUT_NEWLINE if keep_newlines else _ALL
-    return pattern.sub(_escape_char, s)
 
 
 def _show(value: Any) -> str:
@@ -125,11 +90,23 @@ class ConsoleSink:
         return self._stream if self._stream is not None else sys.stdout
 
     def write(self, records: Iterable[Record]) -> None:
-        """Render and write records; never raises."""
+        """Render and write records on their own (outside a pipeline); never raises."""
+        if self.mode == "off" or self.broken:
+            return
+        batch = list(records)
+        lines = [encode_line(record) for record in batch] if self.mode == "json" else ()
+        self.write_batch(batch, lines)
+
+    def write_batch(self, records: Sequence[Record], lines: Sequence[bytes]) -> None:
+        """Write a batch the pipeline has encoded once; never raises.
+
+        ``lines`` are the records' JSON lines, as in the file: JSON mode
+        writes them as they are, pretty mode renders ``records``.
+        """
         if self.mode == "off" or self.broken:
             return
         if self.mode == "json":
-            text = b"".join(encode_line(record) for record in records).decode("utf-8")
+            text = b"".join(lines).decode("utf-8")
         else:
             text = "".join([self._render(record) + "\n" for record in records])
         if text:

@@ -1,7 +1,9 @@
-"""Where decoded records go: counted, then to the file and the console.
+"""Where decoded records go: counted, encoded once, then to the file, the console and extras.
 
 One object so that servers hand records to a single place and shutdown has a
-single thing to flush.
+single thing to flush.  Each batch is encoded to JSON lines here, once,
+whatever the number of sinks: the file, ``--console json`` and the viewer's
+feed all want the same line, and encoding is most of a sink's cost.
 """
 
 from __future__ import annotations
@@ -10,25 +12,38 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from netlog.record import Record
+from netlog.sinks.encode import encode_line
 from netlog.stats import Stats
 
 
-class Sink(Protocol):
-    """What a sink offers the pipeline."""
+class LineSink(Protocol):
+    """What the file sink offers the pipeline: it needs only the encoded lines."""
 
-    def write(self, records: Sequence[Record]) -> None: ...  # noqa: D102
+    def write_lines(self, lines: Sequence[bytes]) -> None: ...  # noqa: D102
+    def flush(self) -> None: ...  # noqa: D102
+
+
+class Sink(Protocol):
+    """What the console and extra sinks offer: a batch as records and as lines.
+
+    ``lines[i]`` is ``encode_line(records[i])``; a sink that writes JSON uses
+    the lines, one that renders (pretty console) uses the records.
+    """
+
+    def write_batch(self, records: Sequence[Record], lines: Sequence[bytes]) -> None: ...  # noqa: D102
     def flush(self) -> None: ...  # noqa: D102
 
 
 class Pipeline:
-    """Counts records and fans them out to the file sink, the console and any extras.
+    """Counts records, encodes them once and fans them out to the file, the console and extras.
 
-    ``extra`` sinks (the live viewer's feed) get every record too; they must
-    be as cheap as the console's ``write`` because they run on the hot path.
+    ``extra`` sinks (the live viewer's feed) get every batch too; they must
+    be as cheap as the console's ``write_batch`` because they run on the hot
+    path.
     """
 
     def __init__(
-        self, files: Sink, console: Sink, stats: Stats, extra: Sequence[Sink] = ()
+        self, files: LineSink, console: Sink, stats: Stats, extra: Sequence[Sink] = ()
     ) -> None:
         self.files = files
         self.console = console
@@ -45,10 +60,11 @@ class Pipeline:
             received[first] += len(records)
         else:
             received.update(r.format for r in records)
-        self.files.write(records)
-        self.console.write(records)
+        lines = [encode_line(record) for record in records]
+        self.files.write_lines(lines)
+        self.console.write_batch(records, lines)
         for sink in self.extra:
-            sink.write(records)
+            sink.write_batch(records, lines)
 
     def flush(self) -> None:
         """Push buffered records to the file, the console and the extras."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 from netlog.sinks.encode import encode_line
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
 
     from netlog.record import Record
@@ -88,8 +88,9 @@ def _describe(exc: OSError) -> str:
 class JsonlFileSink:
     """Appends records as JSON lines to ``<directory>/records.jsonl``.
 
-    ``write`` only encodes into memory, so the network side never waits on
-    the disk; the server calls ``flush`` on a timer and ``close`` at
+    ``write_lines`` (and ``write``, which encodes first) only queues in
+    memory, so the network side never waits on the disk; the server calls
+    ``flush`` on a timer and ``close`` at
     shutdown.  ``report`` receives one-line diagnostics (already rate
     limited); ``clock`` exists so tests can control that rate limit.
 
@@ -218,22 +219,19 @@ class JsonlFileSink:
     # -- accepting --------------------------------------------------------
 
     def write(self, records: Iterable[Record]) -> None:
-        """Queue records; no I/O unless the queue has grown past ``max_pending``."""
-        lines = [encode_line(record) for record in records]
+        """Encode and queue records (the sink used on its own, outside a pipeline)."""
+        self.write_lines([encode_line(record) for record in records])
+
+    def write_lines(self, lines: Sequence[bytes]) -> None:
+        r"""Queue encoded lines; no I/O unless the queue has grown past ``max_pending``.
+
+        Each line must be whole and end in ``b"\n"``, as
+        :func:`~netlog.sinks.encode.encode_line` makes them: the pipeline
+        encodes a batch once for every sink and this is its path to the
+        file, so nothing here looks at each line again.
+        """
         self._pending.extend(lines)
         self._pending_bytes += sum(map(len, lines))
-        if self._pending_bytes > self.max_pending:
-            self._overflow()
-
-    def write_lines(self, lines: Iterable[bytes]) -> None:
-        """Queue already encoded lines (one line each; a missing newline is added)."""
-        pending = self._pending
-        added = 0
-        for raw in lines:
-            line = raw if raw.endswith(b"\n") else raw + b"\n"
-            pending.append(line)
-            added += len(line)
-        self._pending_bytes += added
         if self._pending_bytes > self.max_pending:
             self._overflow()
 

@@ -6,10 +6,10 @@ and passes a ``wake`` callback (setting a gevent ``Event``); the feed calls
 it when records arrive, and the stream's greenlet takes what is pending.
 
 The feed sits on the pipeline's hot path, so with no page open a batch costs
-one ``deque.extend``.  Records are encoded to JSON once per batch, and only
-while at least one page is open.  Each subscriber's backlog is bounded: a
-page that cannot keep up loses the oldest pending records, and the loss is
-counted and told to the page.
+one ``deque.extend``.  It never encodes: the pipeline hands it the JSON lines
+it encoded once for every sink, and the feed keeps those.  Each subscriber's
+backlog is bounded: a page that cannot keep up loses the oldest pending
+records, and the loss is counted and told to the page.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from netlog.record import Record
-from netlog.sinks.encode import encode_line
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -39,10 +38,13 @@ DEFAULT_BACKLOG: Final = 5000
 MAX_PER_MESSAGE: Final = 500
 
 
-def _json(record: Record) -> bytes:
-    # encode_line escapes every line break inside strings, so the result is
-    # one line: exactly what an SSE ``data:`` field needs.
-    return encode_line(record)[:-1]
+def _json(lines: Sequence[bytes]) -> list[bytes]:
+    r"""The JSON of each line, without its ``\n``, for an SSE ``data:`` field.
+
+    encode_line escapes every line break inside strings, so what is left
+    is one line: exactly what that field needs.
+    """
+    return [line[:-1] for line in lines]
 
 
 class Subscriber:
@@ -87,7 +89,8 @@ class RecordFeed:
     """
 
     def __init__(self, recent: int = DEFAULT_RECENT, backlog: int = DEFAULT_BACKLOG) -> None:
-        self._recent: deque[Record] = deque(maxlen=recent)
+        # The newest records as the pipeline encoded them (newline included).
+        self._recent: deque[bytes] = deque(maxlen=recent)
         self._subscribers: list[Subscriber] = []
         self.backlog = backlog
         self.total = 0
@@ -103,15 +106,19 @@ class RecordFeed:
 
     # -- the Sink protocol ---------------------------------------------------
 
-    def write(self, records: Sequence[Record]) -> None:
-        """Remember ``records`` and hand them to every open page."""
-        self._recent.extend(records)
-        self.total += len(records)
+    def write_batch(self, records: Sequence[Record], lines: Sequence[bytes]) -> None:
+        """Remember a batch's encoded ``lines`` and hand them to every open page.
+
+        ``records`` are not needed: a page is sent the same JSON as the file.
+        """
+        del records
+        self._recent.extend(lines)
+        self.total += len(lines)
         if self._subscribers:
-            lines = [_json(record) for record in records]
+            data = _json(lines)
             total = self.total
             for subscriber in self._subscribers:
-                self.dropped += subscriber.push(lines, total)
+                self.dropped += subscriber.push(data, total)
 
     def flush(self) -> None:
         """Nothing is buffered for a file: pages take records as they come."""
@@ -136,7 +143,7 @@ class RecordFeed:
             subscriber.closed = True
         else:
             self._subscribers.append(subscriber)
-        return subscriber, [_json(record) for record in recent]
+        return subscriber, _json(recent)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Forget a page whose stream has ended; twice is fine."""

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from netlog.record import Record
-from netlog.sinks.console import ConsoleSink, escape_text
+from netlog.sinks.console import ConsoleSink
 from netlog.sinks.encode import encode_line
 
 HOSTILE = "a\nb\r\x1b]0;pwned\x07"
@@ -37,49 +37,6 @@ def assert_inert(text):
     """No raw character that could forge a line or drive the terminal."""
     for char in "\r\x1b\x07\x00\x7f\x85\x9b\u2028\u2029\u202e":
         assert char not in text, repr(char)
-
-
-class TestEscapeText:
-    """escape_text makes every control character visible and leaves the rest alone."""
-
-    def test_plain_text_is_returned_unchanged(self):
-        text = "hello wörld 日本 🎉 \\ path\\to"
-        assert escape_text(text) is text
-
-    @pytest.mark.parametrize(
-        ("raw", "shown"),
-        [
-            ("\n", "\\n"),
-            ("\r", "\\r"),
-            ("\t", "\\t"),
-            ("\x00", "\\x00"),
-            ("\x07", "\\x07"),
-            ("\x1b", "\\x1b"),
-            ("\x7f", "\\x7f"),
-            ("\x85", "\\x85"),
-            ("\x9b", "\\x9b"),
-            ("\u2028", "\\u2028"),
-            ("\u2029", "\\u2029"),
-            ("\u202e", "\\u202e"),
-            ("\u2066", "\\u2066"),
-            ("\ud800", "\\ud800"),
-            ("\udfff", "\\udfff"),
-        ],
-    )
-    def test_each_unsafe_character(self, raw, shown):
-        assert escape_text(f"x{raw}y") == f"x{shown}y"
-
-    def test_hostile_message_becomes_one_inert_line(self):
-        shown = escape_text(HOSTILE)
-        assert shown == "a\\nb\\r\\x1b]0;pwned\\x07"
-        assert_inert(shown)
-        assert "\n" not in shown
-
-    def test_keep_newlines(self):
-        assert escape_text("a\nb\r\n\x1b[2J\t", keep_newlines=True) == "a\nb\\r\n\\x1b[2J\\t"
-
-    def test_result_is_encodable(self):
-        escape_text("\ud800\udc00 lone halves").encode("utf-8")
 
 
 class TestPretty:
@@ -191,6 +148,20 @@ class TestJson:
         ]
         assert text == b"".join(encode_line(r) for r in records).decode()
         assert_inert(text)
+
+    def test_batch_writes_the_pipelines_lines(self):
+        """Given a batch encoded once, JSON mode writes those lines and encodes nothing."""
+        stream = io.StringIO()
+        sink = ConsoleSink("json", stream)
+        sink.write_batch([rec()], [b'{"already":"encoded"}\n'])
+        assert stream.getvalue() == '{"already":"encoded"}\n'
+
+    def test_pretty_batch_renders_the_records(self):
+        stream = io.StringIO()
+        sink = ConsoleSink("pretty", stream, colors=False)
+        sink.write_batch([rec()], [b"not used\n"])
+        assert "slow query" in stream.getvalue()
+        assert "not used" not in stream.getvalue()
 
 
 class TestOff:

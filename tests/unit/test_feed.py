@@ -1,6 +1,7 @@
 import json
 
 from netlog.record import Record
+from netlog.sinks.encode import encode_line
 from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
 from netlog.viewer import load_assets
@@ -25,6 +26,11 @@ def messages(lines):
     return [json.loads(line)["message"] for line in lines]
 
 
+def write(feed, records):
+    """Hand the feed a batch the way the pipeline does: records and their lines."""
+    feed.write_batch(records, [encode_line(record) for record in records])
+
+
 class Wakes:
     def __init__(self):
         self.count = 0
@@ -36,9 +42,14 @@ class Wakes:
 class NullSink:
     def __init__(self):
         self.records = []
+        self.lines = []
 
-    def write(self, records):
+    def write_lines(self, lines):
+        self.lines.extend(lines)
+
+    def write_batch(self, records, lines):
         self.records.extend(records)
+        self.lines.extend(lines)
 
     def flush(self):
         pass
@@ -49,7 +60,7 @@ class TestRecordFeed:
 
     def test_keeps_only_the_newest(self):
         feed = RecordFeed(recent=3)
-        feed.write([rec(i) for i in range(5)])
+        write(feed, [rec(i) for i in range(5)])
         _, first = feed.subscribe(Wakes())
         assert messages(first) == ["m2", "m3", "m4"]
         assert feed.total == 5
@@ -59,8 +70,8 @@ class TestRecordFeed:
         wake_a, wake_b = Wakes(), Wakes()
         a, _ = feed.subscribe(wake_a)
         b, _ = feed.subscribe(wake_b)
-        feed.write([rec(1), rec(2)])
-        feed.write([rec(3)])
+        write(feed, [rec(1), rec(2)])
+        write(feed, [rec(3)])
         lines, last, dropped = a.take()
         assert messages(lines) == ["m1", "m2", "m3"]
         assert (last, dropped) == (3, 0)
@@ -72,7 +83,7 @@ class TestRecordFeed:
     def test_slow_subscriber_loses_oldest_and_is_told(self):
         feed = RecordFeed(backlog=4)
         sub, _ = feed.subscribe(Wakes())
-        feed.write([rec(i) for i in range(10)])
+        write(feed, [rec(i) for i in range(10)])
         lines, last, dropped = sub.take()
         assert messages(lines) == ["m6", "m7", "m8", "m9"]
         assert (last, dropped) == (10, 6)
@@ -81,14 +92,14 @@ class TestRecordFeed:
 
     def test_last_event_id_resumes(self):
         feed = RecordFeed(recent=10)
-        feed.write([rec(i) for i in range(1, 8)])  # seq 1..7
+        write(feed, [rec(i) for i in range(1, 8)])  # seq 1..7
         _, first = feed.subscribe(Wakes(), last_seen=5)
         assert messages(first) == ["m6", "m7"]
         _, first = feed.subscribe(Wakes(), last_seen=7)
         assert first == []
         _, first = feed.subscribe(Wakes(), last_seen=99)  # from before a restart
         assert len(first) == 7
-        feed.write([rec(i) for i in range(8, 30)])  # ring now holds seq 20..29
+        write(feed, [rec(i) for i in range(8, 30)])  # ring now holds seq 20..29
         _, first = feed.subscribe(Wakes(), last_seen=3)  # too old: what is left
         assert messages(first) == [f"m{i}" for i in range(20, 30)]
 
@@ -114,7 +125,20 @@ class TestRecordFeed:
         pipeline.submit([rec(1), rec(2)])
         pipeline.flush()
         assert feed.total == 2
-        assert len(files.records) == 2
+        assert files.lines == [encode_line(rec(1)), encode_line(rec(2))]
+        assert console.records == [rec(1), rec(2)]
+        assert console.lines == files.lines
+
+    def test_pages_get_the_pipelines_lines(self):
+        """The feed sends the very line the file gets, without its newline."""
+        feed = RecordFeed()
+        sub, _ = feed.subscribe(Wakes())
+        pipeline = Pipeline(NullSink(), NullSink(), Stats(), [feed])
+        pipeline.submit([rec(1)])
+        lines, _, _ = sub.take()
+        assert lines == [encode_line(rec(1))[:-1]]
+        _, first = feed.subscribe(Wakes())
+        assert first == lines
 
 
 class TestServerSentEvents:
@@ -140,7 +164,7 @@ class TestServerSentEvents:
 
     def test_hostile_text_stays_on_one_data_line(self):
         feed = RecordFeed()
-        feed.write([rec(1, "a\nb\r\ndata: forged\u2028\u2029</script>")])
+        write(feed, [rec(1, "a\nb\r\ndata: forged\u2028\u2029</script>")])
         _, first = feed.subscribe(Wakes())
         event = sse_records(first, 1)
         assert event.count(b"\n") == 4  # id, event, data lines and the blank line

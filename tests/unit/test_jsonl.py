@@ -314,17 +314,30 @@ class TestRotatedPaths:
 
 
 class TestWriteLines:
-    """Pre-encoded lines are written as they are, one line each."""
+    """Pre-encoded lines (the pipeline's path) are written as they are, one line each."""
 
-    def test_adds_missing_newline(self, tmp_path):
+    def test_lines_as_they_are(self, tmp_path):
         sink = JsonlFileSink(tmp_path)
         sink.open()
-        sink.write_lines([b'{"a":1}\n', b'{"a":2}'])
+        sink.write_lines([b'{"a":1}\n', b'{"a":2}\n'])
         sink.write([rec(3)])
         sink.close()
-        lines = (tmp_path / FILE_NAME).read_bytes().splitlines()
-        assert [json.loads(line).get("a") for line in lines[:2]] == [1, 2]
+        data = (tmp_path / FILE_NAME).read_bytes()
+        assert data == b'{"a":1}\n{"a":2}\n' + encode_line(rec(3))
         assert sink.written == 3
+        assert sink.pending_bytes == 0
+
+    def test_write_is_encode_then_write_lines(self, tmp_path):
+        records = [rec(i, message="\u2028\x1b") for i in range(3)]
+        by_records, by_lines = JsonlFileSink(tmp_path / "a"), JsonlFileSink(tmp_path / "b")
+        for sink in (by_records, by_lines):
+            sink.open()
+        by_records.write(records)
+        by_lines.write_lines([encode_line(record) for record in records])
+        assert by_records.pending_bytes == by_lines.pending_bytes
+        by_records.close()
+        by_lines.close()
+        assert by_records.path.read_bytes() == by_lines.path.read_bytes()
 
 
 class TestDiskFull:
