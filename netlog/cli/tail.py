@@ -57,6 +57,7 @@ from netlog.levels import known_rank
 from netlog.query.filter import Filter, Selector, parse_since
 from netlog.settings import DEFAULT_LOG_DIR
 from netlog.sinks.console import ConsoleSink
+from netlog.sinks.safe_text import escape_json_text
 from netlog.store.reader import Follower, StoreFile, close_files, last_lines, open_files
 from netlog.store.records import record_from_json
 from netlog.store.writer import FILE_NAME, rotated_paths
@@ -66,9 +67,6 @@ __all__ = ["DEFAULT_LINES", "POLL_INTERVAL", "add_tail_parser", "run_tail"]
 DEFAULT_LINES: Final = 10
 #: Seconds between looks at the file while following.
 POLL_INTERVAL: Final = 0.25
-# What a foreign JSONL file may hold raw inside strings and a terminal or a
-# line reader would obey; inside JSON strings ``\uXXXX`` is the same text.
-_UNSAFE_JSON: Final = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 # --- output ----------------------------------------------------------------------
@@ -100,10 +98,8 @@ class _Printer:
 
 
 def _safe_json(line: bytes) -> str:
-    text = line.rstrip(b"\r").decode("utf-8", "backslashreplace")
-    if text.isascii():
-        return text
-    return _UNSAFE_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """A stored line as printed by ``--json``: what a foreign file holds raw, escaped."""
+    return escape_json_text(line.rstrip(b"\r").decode("utf-8", "backslashreplace"))
 
 
 # --- the command line ------------------------------------------------------------
