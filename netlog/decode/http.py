@@ -16,23 +16,27 @@ Three kinds of body, chosen by ``Content-Type`` (sniffed when there is none):
 * ``application/x-ndjson`` (and the other JSON-lines names): one object a line.
 * ``text/plain``: one text record a line.
 
-Every record gets ``format = "http"``.  A bad body raises
-:class:`~netlog.errors.DecodeError` and no record of it is kept: the sender
-is told (HTTP 400), so nothing is half accepted.
+Every record gets ``format = "http"``, passed to the format functions as
+they build it.  A bad body raises :class:`~netlog.errors.DecodeError` and no
+record of it is kept: the sender is told (HTTP 400), so nothing is half
+accepted.
 """
 
 from __future__ import annotations
 
 import ast
+import collections
 import re
 import urllib.parse
 from typing import Any, Final
 
 import orjson
 
+from netlog.decode.formats import decode_text, json_record
 from netlog.decode.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
 from netlog.errors import DecodeError
 from netlog.record import Record
+from netlog.settings import DEFAULT_MAX_FRAME
 
 __all__ = [
     "FORM",
@@ -94,7 +98,8 @@ _NONE_MEANS_ABSENT: Final = frozenset(
 _FLOATS: Final = ("created", "msecs", "relativeCreated")
 _INTS: Final = ("lineno", "levelno", "process", "thread")
 _LOGRECORD_MARKERS: Final = frozenset({"levelname", "levelno", "created"})
-_DEEP_JSON: Final = 250
+#: Every record of a body carries this ``format``.
+_FORMAT: Final = "http"
 
 
 def media_type(content_type: str | None, body: bytes) -> str:
@@ -117,12 +122,15 @@ def decode_body(
     peer: str,
     received: float,
     *,
-    max_frame: int = 1 << 20,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    notes: collections.Counter[str] | None = None,
 ) -> list[Record]:
     """Decode a whole request body into records; ``DecodeError`` if any part is bad.
 
     Reasons: ``empty``, ``unsupported_media_type``, ``bad_form``, ``bad_json``,
-    and ``bad_frame`` (a form that expands past the budget).
+    and ``bad_frame`` (a form that expands past the budget).  A text line
+    kept with backslash escapes is counted in ``notes["invalid_utf8"]`` when
+    ``notes`` is given, as for TCP and UDP.
     """
     if not body.strip():
         raise DecodeError("empty", "the body is empty: send a record")
@@ -134,12 +142,7 @@ def decode_body(
     if media in _JSON_LINES:
         return _json_lines(body, peer, received)
     if media == _TEXT:
-        text = body.decode("utf-8", "backslashreplace")
-        return [
-            from_text(line.rstrip("\r"), peer, received)._replace(format="http")
-            for line in text.split("\n")
-            if line.strip()
-        ]
+        return _text_lines(body, peer, received, collections.Counter() if notes is None else notes)
     raise DecodeError(
         "unsupported_media_type",
         f"Content-Type {media!r} is not one of: form, JSON, JSON lines, text/plain",
@@ -149,7 +152,9 @@ def decode_body(
 # --- forms (HTTPHandler) ------------------------------------------------------
 
 
-def decode_form(data: bytes, peer: str, received: float, *, max_frame: int = 1 << 20) -> Record:
+def decode_form(
+    data: bytes, peer: str, received: float, *, max_frame: int = DEFAULT_MAX_FRAME
+) -> Record:
     """One record from a URL-encoded form (a POST body or a GET query string)."""
     text = data.decode("utf-8", "backslashreplace").strip()
     try:
@@ -167,7 +172,7 @@ def decode_form(data: bytes, peer: str, received: float, *, max_frame: int = 1 <
     form = dict(pairs)
     if not _LOGRECORD_MARKERS & form.keys():
         obj: dict[str, Any] = dict(form)
-        return from_json(obj, peer, received)._replace(format="http")
+        return from_json(obj, peer, received, fmt=_FORMAT)
     return _from_logrecord_form(form, peer, received, Budget(expansion_budget(max_frame)))
 
 
@@ -193,10 +198,10 @@ def _from_logrecord_form(
             data["exc_text"] = _exc_from_info(exc_info)
     else:
         data.pop("exc_info", None)
-    record = from_logrecord(data, peer, received, budget)
+    record = from_logrecord(data, peer, received, budget, _FORMAT)
     if unused_args is not None:
         record.fields["args"] = unused_args
-    return record._replace(format="http")
+    return record
 
 
 def _typed_attributes(form: dict[str, str]) -> dict[str, Any]:
@@ -263,12 +268,19 @@ def _safe_format(msg: str) -> bool:
     return True
 
 
-# --- JSON ---------------------------------------------------------------------
+# --- text and JSON ------------------------------------------------------------
 
 
-def _record(obj: dict[str, Any], text: bytes, peer: str, received: float) -> Record:
-    deep = len(text) > _DEEP_JSON and text.count(b"{") + text.count(b"[") > _DEEP_JSON
-    return from_json(obj, peer, received, deep=deep)._replace(format="http")
+def _text_lines(
+    body: bytes, peer: str, received: float, notes: collections.Counter[str]
+) -> list[Record]:
+    """One text record a line: ``text/plain`` means text, even a line that looks like JSON."""
+    records = []
+    for line in body.split(b"\n"):
+        text = decode_text(line, notes)
+        if text.strip():
+            records.append(from_text(text.rstrip("\r"), peer, received, _FORMAT))
+    return records
 
 
 def _json_body(body: bytes, peer: str, received: float) -> list[Record]:
@@ -279,13 +291,13 @@ def _json_body(body: bytes, peer: str, received: float) -> list[Record]:
             return _json_lines(body, peer, received)
         raise DecodeError("bad_json", f"not JSON: {exc}") from None
     if type(value) is dict:
-        return [_record(value, body, peer, received)]
+        return [json_record(value, body, peer, received, _FORMAT)]
     if type(value) is list:
         records = []
         for index, item in enumerate(value):
             if type(item) is not dict:
                 raise DecodeError("bad_json", f"item {index} of the array is not a JSON object")
-            records.append(_record(item, body, peer, received))
+            records.append(json_record(item, body, peer, received, _FORMAT))
         if not records:
             raise DecodeError("empty", "the array is empty: send a record")
         return records
@@ -303,7 +315,7 @@ def _json_lines(body: bytes, peer: str, received: float) -> list[Record]:
             raise DecodeError("bad_json", f"line {number} is not JSON: {exc}") from None
         if type(value) is not dict:
             raise DecodeError("bad_json", f"line {number} is not a JSON object")
-        records.append(_record(value, line, peer, received))
+        records.append(json_record(value, line, peer, received, _FORMAT))
     if not records:
         raise DecodeError("empty", "the body has no records")
     return records

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from netlog.decode.unpickle import Placeholder, render_placeholder, short_repr
+from netlog.decode.unpickle import is_placeholder, render_placeholder, short_repr
 from netlog.errors import DecodeError
 from netlog.levels import SYSLOG_SEVERITY_LEVELS, level_from_number
 from netlog.record import Record
@@ -119,9 +119,7 @@ def json_safe(value: Any, budget: Budget, depth: int = 0) -> Any:  # noqa: C901,
         text = bytes(value).decode("utf-8", "backslashreplace")
         budget.charge(len(text))
         return text
-    if isinstance(value, Placeholder) or (
-        isinstance(value, type) and issubclass(value, Placeholder)
-    ):
+    if is_placeholder(value):
         text = render_placeholder(value)
     elif isinstance(value, dt.date | dt.time):
         text = value.isoformat()
@@ -226,8 +224,10 @@ def _epoch(value: Any, default: float) -> float:
     return default
 
 
-def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Budget) -> Record:
-    """Normalise the dict ``SocketHandler.makePickle`` sends.
+def from_logrecord(
+    data: dict[str, Any], peer: str, received: float, budget: Budget, fmt: str = "pickle"
+) -> Record:
+    """Normalise the dict ``SocketHandler.makePickle`` sends; ``fmt`` is the record's format.
 
     Raises ``DecodeError("bad_frame")`` when the values expand past ``budget``.
     """
@@ -269,7 +269,7 @@ def from_logrecord(data: dict[str, Any], peer: str, received: float, budget: Bud
                 size += len(key)
                 fields[key] = json_safe(value, budget)
     budget.charge(size)
-    return Record(ts, received, level, logger, message, fields, exc, peer, "pickle")
+    return Record(ts, received, level, logger, message, fields, exc, peer, fmt)
 
 
 # --- JSON objects ------------------------------------------------------------
@@ -327,14 +327,17 @@ def _pop_first(fields: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return _MISSING
 
 
-def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = False) -> Record:
+def from_json(
+    obj: dict[str, Any], peer: str, received: float, *, deep: bool = False, fmt: str = "json"
+) -> Record:
     """Normalise one JSON object (structlog, python-json-logger, json_lines shippers).
 
     ``obj`` becomes the record's ``fields`` after the well-known keys are
     taken out, so the caller must not reuse it.  ``deep`` says the source
     text has enough brackets that nesting may exceed what a JSON encoder
     accepts (orjson parses 1024 levels but writes only 254); the fields are
-    then passed through the depth-limited :func:`json_safe`.
+    then passed through the depth-limited :func:`json_safe`.  ``fmt`` is
+    the record's format (``"http"`` for an HTTP body's object).
 
     This runs once per JSON line, so each well-known key is popped (one
     lookup) rather than tested and then deleted.
@@ -379,7 +382,7 @@ def from_json(obj: dict[str, Any], peer: str, received: float, *, deep: bool = F
             del fields[exc_key]
             exc = value
             break
-    return Record(ts, received, level, logger, message, fields, exc, peer, "json")
+    return Record(ts, received, level, logger, message, fields, exc, peer, fmt)
 
 
 def _json_text(value: Any) -> str:
@@ -394,9 +397,9 @@ def _json_text(value: Any) -> str:
 # --- text and syslog ----------------------------------------------------------
 
 
-def from_text(line: str, peer: str, received: float) -> Record:
-    """A line that is not JSON: the line is the message."""
-    return Record(received, received, "info", "", line, {}, None, peer, "text")
+def from_text(line: str, peer: str, received: float, fmt: str = "text") -> Record:
+    """A line that is not JSON: the line is the message; ``fmt`` is the record's format."""
+    return Record(received, received, "info", "", line, {}, None, peer, fmt)
 
 
 def from_syslog(message: SyslogMessage, peer: str, received: float) -> Record:

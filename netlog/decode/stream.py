@@ -4,13 +4,16 @@ The server reads bytes and calls :meth:`StreamDecoder.feed` (or
 ``receive_data`` then ``next_record`` until :data:`NEED_DATA`); ``b""`` means
 the peer closed.  No sockets, no gevent, no clock of its own (it is passed in).
 
-Format, decided once per connection from its first byte:
+Framing and format, decided once per connection from its first byte
+(:func:`netlog.decode.framing.is_pickle_start`):
 
 * ``pickle`` when the first byte is a control byte other than TAB/LF/CR or a
   byte that cannot start UTF-8 (0x80-0xC1, 0xF5-0xFF): ``SocketHandler``
-  frames are a 4-byte big-endian length, so a sane frame starts with 0x00;
-* ``lines`` otherwise: each line (LF-terminated, one trailing CR removed) is
-  a JSON record when it is a JSON object, else a text record.
+  frames are a 4-byte big-endian length, so a sane frame starts with 0x00
+  (:class:`~netlog.decode.framing.LengthPrefixed` framing, pickle format);
+* ``lines`` otherwise: each line (LF-terminated, one trailing CR removed,
+  :class:`~netlog.decode.framing.Lines`) is a JSON record when it is a JSON
+  object, else a text record (:func:`netlog.decode.formats.json_or_text`).
 
 What is fatal and what is not (the connection policy):
 
@@ -50,22 +53,22 @@ from __future__ import annotations
 
 import collections
 import enum
-import struct
 import time
 from typing import TYPE_CHECKING, Final
 
-import orjson
-
-from netlog.decode.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
+from netlog.decode.formats import json_or_text
+from netlog.decode.framing import PICKLE_START, LengthPrefixed, Lines
+from netlog.decode.normalize import Budget, expansion_budget, from_logrecord
 from netlog.decode.unpickle import FrameLoader
 from netlog.errors import DecodeError
+from netlog.settings import DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from netlog.record import Record
 
-__all__ = ["NEED_DATA", "NeedData", "StreamDecoder", "is_pickle_start"]
+__all__ = ["NEED_DATA", "NeedData", "StreamDecoder"]
 
 
 class NeedData(enum.Enum):
@@ -77,24 +80,15 @@ class NeedData(enum.Enum):
 #: Returned by :meth:`StreamDecoder.next_record` when no complete record is buffered.
 NEED_DATA: Final = NeedData.NEED_DATA
 
-_PICKLE_START: Final = frozenset(
-    [*(b for b in range(0x20) if b not in b"\t\n\r"), 0x7F, *range(0x80, 0xC2), *range(0xF5, 0x100)]
-)
-_LENGTH: Final = struct.Struct(">I").unpack_from
-_DEEP_JSON: Final = 250  # brackets; orjson writes at most 254 levels
-
-
-def is_pickle_start(first: int) -> bool:
-    """Tell whether a stream or datagram whose first byte is ``first`` is pickle framing."""
-    return first in _PICKLE_START
-
 
 class StreamDecoder:
     """Decode one connection's bytes into records.
 
     ``peer`` is copied into every record; ``clock`` gives each record's
     ``received`` time (when the bytes completing it arrived) and is injected
-    so tests control it.
+    so tests control it.  The framing (:mod:`netlog.decode.framing`) cuts
+    the bytes into frames; the format (:mod:`netlog.decode.formats`) makes
+    each frame a record.
     """
 
     format: str | None
@@ -112,8 +106,8 @@ class StreamDecoder:
         self,
         peer: str,
         *,
-        max_frame: int = 1 << 20,
-        max_line: int = 1 << 20,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_line: int = DEFAULT_MAX_LINE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.peer = peer
@@ -126,16 +120,15 @@ class StreamDecoder:
         self.dropped = collections.Counter()
         self.notes = collections.Counter()
         self.last_problem = None
-        self._buf = bytearray()
+        self._framer: LengthPrefixed | Lines | None = None
         self._ready: collections.deque[Record] = collections.deque()
-        self._skipping = False  # inside an over-long line, discarding up to its newline
         self._eof = False
         self._error: DecodeError | None = None
 
     @property
     def pending(self) -> int:
         """Bytes buffered that are not yet a complete record (0 at a record boundary)."""
-        return len(self._buf)
+        return 0 if self._framer is None else self._framer.pending
 
     @property
     def error(self) -> DecodeError | None:
@@ -183,14 +176,14 @@ class StreamDecoder:
         if self._eof or self._error is not None:
             return
         self._eof = True
-        self._skipping = False
-        if self._buf:
-            kind = "pickle frame" if self.format == "pickle" else "line"
-            self._problem(
-                "truncated",
-                f"connection given up inside a {kind} ({len(self._buf)} bytes lost)",
-            )
-            self._buf.clear()
+        framer = self._framer
+        if framer is not None:
+            if framer.pending:
+                self._problem(
+                    "truncated",
+                    f"connection given up inside a {framer.kind} ({framer.pending} bytes lost)",
+                )
+            framer.clear()
 
     # --- decoding --------------------------------------------------------------
 
@@ -202,15 +195,31 @@ class StreamDecoder:
             raise DecodeError(self._error.reason, str(self._error))
         now = self._clock()
         out: list[Record] = []
-        if not data:
-            self._finish(now, out)
-        else:
-            if self.format is None:
-                self.format = "pickle" if data[0] in _PICKLE_START else "lines"
-            if self.format == "pickle":
-                self._frames(data, now, out)
+        framer = self._framer
+        if framer is None:
+            if not data:
+                self._eof = True
+                return out
+            # The one place a connection's framing and format are chosen.
+            if data[0] in PICKLE_START:
+                self.format = "pickle"
+                framer = self._framer = LengthPrefixed(self.max_frame, self._problem)
             else:
-                self._lines(data, now, out)
+                self.format = "lines"
+                framer = self._framer = Lines(self.max_line, self._problem)
+        if data:
+            frames = framer.push(data)
+        else:
+            self._eof = True
+            frames = framer.finish()
+        if frames:
+            if self.format == "pickle":
+                self._pickles(frames, now, out)
+            else:
+                self._lines(frames, now, out)
+        if framer.fatal is not None:
+            self._error = framer.fatal
+            framer.clear()
         self.records += len(out)
         return out
 
@@ -218,125 +227,24 @@ class StreamDecoder:
         self.dropped[reason] += 1
         self.last_problem = text
 
-    def _fail(self, reason: str, text: str) -> None:
-        self._error = DecodeError(reason, text)
-        self._buf.clear()
-        self._skipping = False
-
-    def _frames(self, data: bytes, now: float, out: list[Record]) -> None:
-        buf = self._buf
-        if buf:
-            # Bytes wait in the buffer until the frame they start is whole
-            # (a 1 MiB frame over many reads is copied once, not per read),
-            # then the rest is decoded from one bytes object, so each frame
-            # is a single slice rather than a bytearray slice copied again.
-            buf += data
-            if len(buf) < 4:
-                return
-            size = _LENGTH(buf, 0)[0]
-            if size <= self.max_frame and len(buf) < 4 + size:
-                return
-            data = bytes(buf)
-            buf.clear()
-        end = len(data)
-        pos = 0
+    def _pickles(self, frames: list[bytes], now: float, out: list[Record]) -> None:
+        peer = self.peer
+        expansion = self._expansion
         load = FrameLoader().load
-        while end - pos >= 4:
-            size = _LENGTH(data, pos)[0]
-            if size > self.max_frame:
-                self._fail(
-                    "frame_too_large",
-                    f"pickle frame of {size} bytes exceeds the limit of {self.max_frame}",
-                )
-                return
-            stop = pos + 4 + size
-            if stop > end:
-                break
-            frame = data[pos + 4 : stop]
-            pos = stop
+        for frame in frames:
             try:
-                record = from_logrecord(load(frame), self.peer, now, Budget(self._expansion))
+                # formats.pickle_record, inlined: a call layer less per record.
+                record = from_logrecord(load(frame), peer, now, Budget(expansion))
             except DecodeError as exc:
                 self._problem("bad_frame", f"skipped a bad pickle frame: {exc}")
                 continue
             out.append(record)
-        if pos < end:
-            buf += memoryview(data)[pos:]
 
-    def _lines(self, data: bytes, now: float, out: list[Record]) -> None:
-        if self._skipping:
-            newline = data.find(b"\n")
-            if newline < 0:
-                return
-            self._skipping = False
-            data = data[newline + 1 :]
-        buf = self._buf
-        if buf:
-            newline = data.find(b"\n")
-            if newline < 0:
-                self._keep_tail(data)
-                return
-            buf += data[:newline]
-            line = bytes(buf)
-            buf.clear()
-            self._line(line, now, out)
-            data = data[newline + 1 :]
-        lines = data.split(b"\n")
-        tail = lines.pop()
-        line_record = self._line
+    def _lines(self, lines: list[bytes], now: float, out: list[Record]) -> None:
+        peer = self.peer
+        notes = self.notes
+        append = out.append
         for line in lines:
-            line_record(line, now, out)
-        if tail:
-            self._keep_tail(tail)
-
-    def _keep_tail(self, tail: bytes) -> None:
-        """Buffer the start of a line, or give up on it once it is over ``max_line``."""
-        if len(self._buf) + len(tail) > self.max_line + 1:  # + 1: room for a CR
-            self._buf.clear()
-            self._skipping = True
-            self._problem("line_too_long", f"dropped a line longer than {self.max_line} bytes")
-        else:
-            self._buf += tail
-
-    def _line(self, line: bytes, now: float, out: list[Record]) -> None:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > self.max_line:
-            self._problem("line_too_long", f"dropped a line longer than {self.max_line} bytes")
-            return
-        if line[:1] == b"{" or line.lstrip()[:1] == b"{":
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                self.notes["json_as_text"] += 1
-            else:
-                if type(obj) is dict:
-                    deep = len(line) > _DEEP_JSON and (
-                        line.count(b"{") + line.count(b"[") > _DEEP_JSON
-                    )
-                    out.append(from_json(obj, self.peer, now, deep=deep))
-                    return
-        elif not line or line.isspace():
-            return
-        try:
-            text = line.decode()
-        except UnicodeDecodeError:
-            text = line.decode("utf-8", "backslashreplace")
-            self.notes["invalid_utf8"] += 1
-        out.append(from_text(text, self.peer, now))
-
-    def _finish(self, now: float, out: list[Record]) -> None:
-        self._eof = True
-        self._skipping = False
-        if not self._buf:
-            return
-        if self.format == "pickle":
-            self._problem(
-                "truncated",
-                f"connection closed inside a pickle frame ({len(self._buf)} bytes lost)",
-            )
-            self._buf.clear()
-        else:
-            line = bytes(self._buf)
-            self._buf.clear()
-            self._line(line, now, out)
+            record = json_or_text(line, peer, now, notes)
+            if record is not None:
+                append(record)
