@@ -150,6 +150,15 @@ class TestReading:
         assert "\u2028" not in out
         assert json.loads(out)["message"] == message
 
+    def test_json_output_escapes_a_raw_del_in_an_ascii_line(self, tmp_path, capsys):
+        line = '{"ts": "2023-11-14T22:13:20Z", "message": "del \x7f here", "fields": {"i": 0}}\n'
+        (tmp_path / FILE_NAME).write_text(line, encoding="utf-8")
+        status, out, _ = tail(capsys, tmp_path, "--json")
+        assert status == 0
+        assert "\x7f" not in out
+        assert "\\u007f" in out
+        assert json.loads(out)["message"] == "del \x7f here"
+
 
 class TestFilters:
     """Every filter through the command line."""
