@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import structlog.dev
 
+from netlog.settings import CONSOLE_MODES
 from netlog.sinks.encode import encode_line, format_time
 from netlog.sinks.safe_text import escape_text
 
@@ -73,7 +74,7 @@ class ConsoleSink:
         *,
         colors: bool | None = None,
     ) -> None:
-        if mode not in {"pretty", "json", "off"}:
+        if mode not in CONSOLE_MODES:
             raise ValueError(f"console mode must be pretty, json or off, not {mode!r}")
         self.mode: ConsoleMode = mode
         self._stream = stream

@@ -8,8 +8,9 @@ moves them to the file with plain ``os.write`` calls:
 * rotation happens only between lines, before the write that would take the
   file past ``max_bytes``;
 * when a write fails (``ENOSPC``, ``EIO``...) the unwritten bytes stay queued,
-  the error is counted and reported at most once every 10 s, and the next
-  flush tries again; if the failure came in the middle of a line, its
+  the error is counted and reported (through the server's one
+  :class:`~netlog.report.Reporter`, so at most once per its interval), and
+  the next flush tries again; if the failure came in the middle of a line, its
   remainder is written first, so the line is completed, not split;
 * the queue is bounded by ``max_pending``: past it the oldest whole lines are
   dropped and counted, never a partial one.
@@ -28,19 +29,24 @@ from collections import deque
 from typing import TYPE_CHECKING, Final
 
 from netlog.sinks.encode import encode_line
+from netlog.store.lines import complete_end
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
     from netlog.record import Record
+    from netlog.report import Reporter
 
-__all__ = ["FILE_NAME", "REPORT_INTERVAL", "JsonlFileSink", "rotated_paths"]
+__all__ = ["FILE_NAME", "JsonlFileSink", "rotated_paths"]
 
 FILE_NAME: Final = "records.jsonl"
 TORN_PREFIX: Final = "records.torn."
-#: Seconds between two reports of the same kind of trouble.
-REPORT_INTERVAL: Final = 10.0
+# The Reporter keys of the sink's repeated troubles: each is rate limited
+# on its own, write/rotate/fsync/close failures together.
+_KEY_ERROR: Final = "store:error"
+_KEY_DROPPED: Final = "store:dropped"
+_KEY_RESUMED: Final = "store:resumed"
 
 # Append-only: O_APPEND makes every write land at the current end, even if
 # another process appends too; O_RDWR only so open() can inspect the tail.
@@ -90,9 +96,9 @@ class JsonlFileSink:
 
     ``write_lines`` (and ``write``, which encodes first) only queues in
     memory, so the network side never waits on the disk; the server calls
-    ``flush`` on a timer and ``close`` at
-    shutdown.  ``report`` receives one-line diagnostics (already rate
-    limited); ``clock`` exists so tests can control that rate limit.
+    ``flush`` on a timer and ``close`` at shutdown.  ``report`` is the
+    server's :class:`~netlog.report.Reporter`: repeated troubles are passed
+    with a key, so it rate limits them and counts the rest.
 
     Rotation keeps ``backups`` older files; with ``backups=0`` a full file is
     unlinked (never truncated in place, so a reader that has it open keeps
@@ -106,15 +112,13 @@ class JsonlFileSink:
         max_bytes: int = 100 * 2**20,
         backups: int = 5,
         max_pending: int = 64 * 2**20,
-        report: Callable[[str], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        report: Reporter | None = None,
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.backups = backups
         self.max_pending = max_pending
         self._report = report
-        self._clock = clock
         self.written = 0
         """Records (lines) written to the file."""
         self.dropped = 0
@@ -130,8 +134,8 @@ class JsonlFileSink:
         # anything else happens to the file.
         self._head_done = 0
         self._failing = False
-        self._last_report: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        # Failed attempts since the current failure began (for the resume note).
+        self._failures = 0
 
     @property
     def path(self) -> Path:
@@ -179,15 +183,7 @@ class JsonlFileSink:
         size = os.fstat(fd).st_size
         if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
             return
-        keep = 0
-        position = size
-        while position > 0:
-            start = max(0, position - _CHUNK)
-            newline = os.pread(fd, position - start, start).rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            position = start
+        keep = complete_end(fd, size)
         torn_fd, torn_path = self._create_torn_file()
         try:
             offset = keep
@@ -253,11 +249,10 @@ class JsonlFileSink:
             pending.appendleft(head)
         if dropped:
             self.dropped += dropped
-            self._notify(
-                "dropped",
+            self._say(
                 f"{dropped} oldest records dropped: more than {self.max_pending} bytes "
                 f"waiting for {self.path} ({self.dropped} dropped in total)",
-                "drops",
+                _KEY_DROPPED,
             )
 
     # -- writing ----------------------------------------------------------
@@ -278,10 +273,9 @@ class JsonlFileSink:
             return
         if self._failing:
             self._failing = False
-            suppressed = self._suppressed.pop("error", 0)
-            self._last_report.pop("error", None)
-            extra = f" ({suppressed} more errors suppressed)" if suppressed else ""
-            self._notify("resumed", f"writing {self.path} again{extra}", "resumes")
+            failures, self._failures = self._failures, 0
+            attempts = "attempt" if failures == 1 else "attempts"
+            self._say(f"writing {self.path} again after {failures} failed {attempts}", _KEY_RESUMED)
 
     def _drain(self, fd: int) -> None:
         pending = self._pending
@@ -387,32 +381,20 @@ class JsonlFileSink:
         self.write_errors += 1
         if blocking:
             self._failing = True
-        self._notify(
-            "error",
+            self._failures += 1
+        self._say(
             f"{_describe(exc)}: cannot {action} {self.path}: {exc}; "
             f"{self._pending_bytes} bytes waiting",
-            "errors",
+            _KEY_ERROR,
         )
 
-    def _notify(self, kind: str, message: str, what: str) -> None:
-        """Report at most once per :data:`REPORT_INTERVAL` per kind, counting the rest."""
-        now = self._clock()
-        last = self._last_report.get(kind)
-        if last is not None and now - last < REPORT_INTERVAL:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        self._last_report[kind] = now
-        suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
-            message += f" ({suppressed} more {what} suppressed)"
-        self._say(message)
-
-    def _say(self, message: str) -> None:
+    def _say(self, message: str, key: str | None = None) -> None:
+        """Report ``message``; with a ``key``, the reporter rate limits its repeats."""
         if self._report is None:
             return
         # A broken reporter must not break the sink.
         with contextlib.suppress(Exception):
-            self._report(message)
+            self._report(message, key)
 
 
 def _skip(lines: deque[bytes], count: int) -> Iterable[bytes]:

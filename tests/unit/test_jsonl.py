@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from netlog.record import Record
+from netlog.report import Reporter
 from netlog.sinks.encode import encode_line
 from netlog.store.writer import FILE_NAME, JsonlFileSink, rotated_paths
 
@@ -51,9 +52,25 @@ def swap_fd(sink, fd):
     return old
 
 
+class ListReporter(Reporter):
+    """The server's Reporter, rate limiting as it does, keeping its messages in a list."""
+
+    def __init__(self, messages, clock):
+        super().__init__(clock=clock)
+        self.messages = messages
+
+    def write(self, line):
+        self.messages.append(line.removeprefix("netlog: "))
+
+
 @pytest.fixture
 def reports():
     return []
+
+
+@pytest.fixture
+def reporter(reports, clock):
+    return ListReporter(reports, clock)
 
 
 @pytest.fixture
@@ -144,10 +161,10 @@ class TestOpen:
 class TestTornTail:
     """A torn last line left by a crash is moved aside, complete lines stay."""
 
-    def test_moves_partial_line(self, tmp_path, reports):
+    def test_moves_partial_line(self, tmp_path, reports, reporter):
         path = tmp_path / FILE_NAME
         path.write_bytes(encode_line(rec(0)) + encode_line(rec(1)) + b'{"ts":"20')
-        sink = JsonlFileSink(tmp_path, report=reports.append)
+        sink = JsonlFileSink(tmp_path, report=reporter)
         sink.open()
         sink.write([rec(2)])
         sink.close()
@@ -268,8 +285,8 @@ class TestRotation:
         assert rotated_paths(tmp_path) == [tmp_path / FILE_NAME]
         assert read_ids(tmp_path / FILE_NAME) == list(range(100))
 
-    def test_rotation_failure_keeps_writing(self, tmp_path, reports, monkeypatch):
-        sink = JsonlFileSink(tmp_path, max_bytes=500, backups=2, report=reports.append)
+    def test_rotation_failure_keeps_writing(self, tmp_path, reports, monkeypatch, reporter):
+        sink = JsonlFileSink(tmp_path, max_bytes=500, backups=2, report=reporter)
         sink.open()
 
         def refuse(*_args):
@@ -343,8 +360,8 @@ class TestWriteLines:
 class TestDiskFull:
     """A failing disk keeps data in memory, reports rarely, and recovers."""
 
-    def test_dev_full(self, tmp_path, reports, clock):
-        sink = JsonlFileSink(tmp_path, report=reports.append, clock=clock)
+    def test_dev_full(self, tmp_path, reports, clock, reporter):
+        sink = JsonlFileSink(tmp_path, report=reporter)
         sink.open()
         good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
         sink.write(rec(i) for i in range(10))
@@ -367,21 +384,21 @@ class TestDiskFull:
         assert sink.write_errors == 7
         assert len(reports) == 2
         assert reports[1].startswith("disk full: ")
-        assert reports[1].endswith("(5 more errors suppressed)")
+        assert reports[1].endswith("(5 similar suppressed)")
 
         os.close(swap_fd(sink, good))  # space is back
         sink.write([rec(10)])
         sink.flush()
         assert sink.written == 11
         assert sink.pending_bytes == 0
-        assert "again" in reports[-1]
+        assert reports[-1].endswith(" again after 7 failed attempts")
         sink.close()
         assert read_ids(tmp_path / FILE_NAME) == list(range(11))
         assert sink.dropped == 0
 
-    def test_overflow_drops_oldest_whole_lines(self, tmp_path, reports, clock):
+    def test_overflow_drops_oldest_whole_lines(self, tmp_path, reports, reporter):
         newest = sum(len(encode_line(rec(i))) for i in range(15, 25))
-        sink = JsonlFileSink(tmp_path, max_pending=newest, report=reports.append, clock=clock)
+        sink = JsonlFileSink(tmp_path, max_pending=newest, report=reporter)
         sink.open()
         good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
         for i in range(25):
@@ -414,8 +431,8 @@ class TestDiskFull:
         sink.close()
         assert read_ids(tmp_path / FILE_NAME) == list(range(8))
 
-    def test_close_while_full_counts_dropped(self, tmp_path, reports):
-        sink = JsonlFileSink(tmp_path, report=reports.append)
+    def test_close_while_full_counts_dropped(self, tmp_path, reports, reporter):
+        sink = JsonlFileSink(tmp_path, report=reporter)
         sink.open()
         good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
         sink.write(rec(i) for i in range(4))
@@ -425,10 +442,10 @@ class TestDiskFull:
         assert sink.written == 0
         assert "lost" in reports[-1]
 
-    def test_partial_write_finishes_the_line(self, tmp_path, monkeypatch, clock):
+    def test_partial_write_finishes_the_line(self, tmp_path, monkeypatch):
         """A write cut short mid-line is completed later, and that line is never dropped."""
         line_size = len(encode_line(rec(0)))
-        sink = JsonlFileSink(tmp_path, max_pending=3 * line_size, clock=clock)
+        sink = JsonlFileSink(tmp_path, max_pending=3 * line_size)
         sink.open()
         real_write = os.write
         budget = [line_size + 10]  # one line and a bit, then the disk is full
@@ -456,9 +473,9 @@ class TestDiskFull:
         assert read_ids(tmp_path / FILE_NAME) == [0, 1, 4, 5]
         assert sink.written + sink.dropped == 6
 
-    def test_real_tiny_filesystem(self, tiny_fs, reports, clock):
+    def test_real_tiny_filesystem(self, tiny_fs, reports, reporter):
         directory = tiny_fs / "logs"
-        sink = JsonlFileSink(directory, report=reports.append, clock=clock)
+        sink = JsonlFileSink(directory, report=reporter)
         sink.open()
         total = 0
         while sink.write_errors == 0:
@@ -478,9 +495,9 @@ class TestDiskFull:
         assert sink.written == total
         assert read_ids(directory / FILE_NAME) == list(range(total))
 
-    def test_rotation_into_a_full_disk(self, tiny_fs, clock):
+    def test_rotation_into_a_full_disk(self, tiny_fs):
         directory = tiny_fs / "logs"
-        sink = JsonlFileSink(directory, max_bytes=8_000, backups=20, clock=clock)
+        sink = JsonlFileSink(directory, max_bytes=8_000, backups=20)
         sink.open()
         for i in range(400):
             sink.write([rec(i, message=uuid.uuid4().hex * 4)])
@@ -508,8 +525,8 @@ class TestSync:
         assert read_ids(tmp_path / FILE_NAME) == [0]
         sink.close()
 
-    def test_fsync_error_reported(self, tmp_path, reports, monkeypatch):
-        sink = JsonlFileSink(tmp_path, report=reports.append)
+    def test_fsync_error_reported(self, tmp_path, reports, monkeypatch, reporter):
+        sink = JsonlFileSink(tmp_path, report=reporter)
         sink.open()
 
         def broken_fsync(_fd):
@@ -524,10 +541,11 @@ class TestSync:
         sink.close()
 
     def test_broken_reporter_is_ignored(self, tmp_path):
-        def explode(_message):
-            raise RuntimeError
+        class Exploding(Reporter):
+            def write(self, line):
+                raise RuntimeError(line)
 
-        sink = JsonlFileSink(tmp_path, report=explode)
+        sink = JsonlFileSink(tmp_path, report=Exploding())
         sink.open()
         good = swap_fd(sink, os.open("/dev/full", os.O_WRONLY))
         sink.write([rec(0)])
