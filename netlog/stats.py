@@ -2,12 +2,21 @@
 
 Plain ``Counter`` objects, not a metrics library, on the hot path: bumping a
 dict entry is the cheapest honest count there is, and exporters read them.
+
+What a problem counts as is decided here, once (``bad_frame``,
+``add_connection``), so every listener reports the same thing the same way.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
+
+#: The reasons a stream decoder drops input for that are undecodable input
+#: (bad frames); its other reasons (``truncated``, ``line_too_long``...) are
+#: records lost for their size or the peer's timing, counted as dropped only.
+STREAM_BAD_FRAME_REASONS: Final = frozenset({"bad_frame", "bad_json"})
 
 
 @dataclass(slots=True)
@@ -28,6 +37,25 @@ class Stats:
     """Bytes read, by listener (``log_tcp``, ``log_udp``, ``http``)."""
     http_requests: Counter[tuple[str, int]] = field(default_factory=Counter)
     """HTTP requests answered, by (route, status code)."""
+
+    def bad_frame(self, reason: str) -> None:
+        """Undecodable input was dropped: it is a bad frame, and it is lost."""
+        self.bad_frames[reason] += 1
+        self.dropped[reason] += 1
+
+    def add_connection(self, notes: Counter[str], dropped: Counter[str]) -> None:
+        """Take a finished stream decoder's per-connection counts.
+
+        Every reason it dropped for is counted as dropped; those in
+        :data:`STREAM_BAD_FRAME_REASONS` are bad frames as well.
+        """
+        self.notes.update(notes)
+        if not dropped:
+            return
+        self.dropped.update(dropped)
+        for reason, count in dropped.items():
+            if reason in STREAM_BAD_FRAME_REASONS:
+                self.bad_frames[reason] += count
 
     def summary(self, written: int) -> str:
         """The one line printed at exit."""

@@ -41,6 +41,7 @@ from netlog.report import Reporter
 from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
 from netlog.viewer.feed import Subscriber, sse_dropped, sse_records
+from servers.gevent_private import forget_body
 
 __all__ = ["HEARTBEAT", "HttpServer"]
 
@@ -307,18 +308,16 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             except ValueError:
                 size = 0
             if size > self.max_body:
-                _forget_body(stream)
+                forget_body(stream)
                 return None
         body: bytes = stream.read(self.max_body + 1)
         if len(body) > self.max_body:
-            _forget_body(stream)
+            forget_body(stream)
             return None
         return body
 
     def _count_bad(self, reason: str) -> None:
-        label = f"http_{reason}"
-        self.stats.bad_frames[label] += 1
-        self.stats.dropped[label] += 1
+        self.stats.bad_frame(f"http_{reason}")
 
     # -- GET /events -----------------------------------------------------------
 
@@ -359,16 +358,3 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             yield b"event: bye\ndata: {}\n\n"
         finally:
             self.feed.unsubscribe(subscriber)
-
-
-def _forget_body(stream: Any) -> None:
-    """Tell pywsgi not to read an oversized body after the response.
-
-    It would, to keep the connection in step; the response closes the
-    connection instead (``Connection: close``).
-    """
-    try:
-        stream.content_length = getattr(stream, "position", 0)
-        stream.chunked_input = False
-    except AttributeError:
-        return

@@ -30,6 +30,7 @@ from netlog.errors import DecodeError
 from netlog.record import Record, format_peer
 from netlog.report import Reporter
 from netlog.sinks.pipeline import Pipeline
+from servers.gevent_private import accept_queued, handle_accepted, replace_full
 from servers.responder import FullDatagramServer
 
 #: Bytes read per recv; large reads amortise the per-call cost.
@@ -141,7 +142,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self._handlers: set[gevent.Greenlet] = set()
         # gevent asks full() before each accept and stops accepting while it
         # says so: new connections then wait in the kernel's queue, silently.
-        self.full = self._full_and_watched
+        replace_full(self, self._full_and_watched)
         self._wait_watcher: Any = None
 
     def _full_and_watched(self) -> bool:
@@ -194,8 +195,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         try:
             self._serve(sock, decoder)
         except DecodeError as exc:
-            self.stats.bad_frames[exc.reason] += 1
-            self.stats.dropped[exc.reason] += 1
+            self.stats.bad_frame(exc.reason)
             self.report(f"log connection from {peer} closed: {exc}", key=exc.reason)
         finally:
             self._handlers.discard(me)
@@ -286,13 +286,9 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
 
     def _account(self, decoder: StreamDecoder, peer: str) -> None:
         """Move a finished connection's problem counts into the shared stats."""
-        self.stats.notes.update(decoder.notes)
+        self.stats.add_connection(decoder.notes, decoder.dropped)
         if not decoder.dropped:
             return
-        self.stats.dropped.update(decoder.dropped)
-        for reason, count in decoder.dropped.items():
-            if reason in ("bad_frame", "bad_json"):
-                self.stats.bad_frames[reason] += count
         problem = decoder.last_problem or ", ".join(decoder.dropped)
         self.report(f"log connection from {peer}: {problem}", key=f"conn:{problem[:40]}")
 
@@ -306,12 +302,12 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         pool = self.pool
         while not pool.full():
             try:
-                args = self.do_read()
+                args = accept_queued(self)
             except OSError:
                 break
             if not args:
                 break
-            self.do_handle(*args)
+            handle_accepted(self, args)
         self.close()
 
     def start_drain(self, deadline: float) -> None:
@@ -358,8 +354,7 @@ class LogDatagramServer(FullDatagramServer):
         try:
             return decode_datagram(data, peer, time.time(), max_frame=self.max_frame)
         except DecodeError as exc:
-            self.stats.bad_frames[exc.reason] += 1
-            self.stats.dropped[exc.reason] += 1
+            self.stats.bad_frame(exc.reason)
             self.report(f"log datagram from {peer} dropped: {exc}", key=f"udp:{exc.reason}")
             return None
 
