@@ -25,6 +25,8 @@ from typing import Any
 import gevent
 from gevent.server import StreamServer
 
+from servers.gevent_private import raw_accept
+
 #: Most bytes one read takes; also the most one connection holds in user space.
 CHUNK = 1 << 18
 #: Reads a wake-up may do while each one fills the buffer (a bulk stream).
@@ -290,7 +292,7 @@ class EchoServer(StreamServer):  # type: ignore[misc]
     def do_read(self) -> tuple[Any, Any] | None:
         """Accept one connection and give it to an :class:`EchoConnection`."""
         try:
-            fd, _address = self.socket._accept()  # noqa: SLF001 - gevent's own raw accept
+            fd, _address = raw_accept(self.socket)
         except BlockingIOError:
             return None
         except OSError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 from gevent.server import DatagramServer
 
 from netlog.responder import RateLimiter, reply_for
+from servers.gevent_private import raw_datagram_socket, replace_read_callback
 
 #: Largest UDP payload over IPv4; gevent's default read of 8192 would cut it.
 MAX_DATAGRAM = 65535
@@ -27,9 +28,13 @@ class FullDatagramServer(DatagramServer):  # type: ignore[misc]
     gevent's own reads only 8192 bytes, cutting larger datagrams.
     """
 
+    raw_socket: Any = None
+    """The plain socket under gevent's, read directly once bound."""
+
     def init_socket(self) -> None:
         """Bind, then make room for full-size datagrams under load."""
         super().init_socket()
+        self.raw_socket = raw_datagram_socket(self)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             # A smaller kernel limit is fine: only bursts are affected.
             with contextlib.suppress(OSError):
@@ -38,7 +43,7 @@ class FullDatagramServer(DatagramServer):  # type: ignore[misc]
     def do_read(self) -> tuple[bytes, Any] | None:
         """Read one whole datagram, or ``None`` when none is queued."""
         try:
-            return self._socket.recvfrom(MAX_DATAGRAM)  # type: ignore[no-any-return]
+            return self.raw_socket.recvfrom(MAX_DATAGRAM)  # type: ignore[no-any-return]
         except BlockingIOError:
             return None
 
@@ -52,8 +57,9 @@ class ResponderServer(FullDatagramServer):
         self.answered = 0
         self.rate_limited = 0
         self.refused = 0
+        replace_read_callback(self, self.answer_queued)
 
-    def _do_read(self) -> None:
+    def answer_queued(self) -> None:
         """The read callback: answer what is queued in one tight loop.
 
         Replaces gevent's generic loop, which per datagram checks a pool,
@@ -62,7 +68,7 @@ class ResponderServer(FullDatagramServer):
         rate limit the clock is not read at all.  Bounded per wake-up so
         other listeners get their turn.
         """
-        sock = self._socket
+        sock = self.raw_socket
         recvfrom = sock.recvfrom
         sendto = sock.sendto
         allow = self.limiter.allow if self.limiter.rate > 0 else None
@@ -90,4 +96,4 @@ class ResponderServer(FullDatagramServer):
         self.rate_limited += rate_limited
 
     def handle(self, *_args: Any) -> None:
-        """Unused: :meth:`_do_read` answers inline (gevent wants one)."""
+        """Unused: :meth:`answer_queued` answers inline (gevent wants one)."""
