@@ -18,7 +18,7 @@ import logging.handlers
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import Final, Literal, NamedTuple, get_args
 
 #: What the console shows: a coloured line per record, the JSON line, or nothing.
 ConsoleMode = Literal["pretty", "json", "off"]
@@ -263,9 +263,13 @@ class Settings:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One ``serve`` option as the world outside Python sees it."""
+class Option(NamedTuple):
+    """One ``serve`` option as the world outside Python sees it.
+
+    A named tuple rather than a dataclass: it is only read, and
+    :mod:`netlog.client` imports this module, so its creation cost is paid by
+    every application at start-up (a frozen dataclass costs ~8x more).
+    """
 
     name: str  #: the Settings field, and the argparse ``dest``
     flag: str  #: ``--log-tcp-port``
