@@ -188,3 +188,35 @@ class TestEntryPoints:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=20)
         assert proc.returncode == 0
+
+
+class TestHelp:
+    """Every command's --help works from outside and names its options."""
+
+    @pytest.mark.parametrize(
+        ("cmd", "words"),
+        [
+            (["serve"], ["--log-tcp-port", "NETLOG_LOG_TCP_PORT", "--ready-file"]),
+            (["send"], ["--address", "NETLOG_ADDRESS", "127.0.0.1:9020", "--timeout"]),
+            (["probe"], ["--retries", "127.0.0.1:7007"]),
+            (["tail"], ["--follow", "NETLOG_LOG_DIR"]),
+        ],
+    )
+    def test_help(self, cmd, words):
+        done = subprocess.run(
+            [sys.executable, "-m", "netlog.cli", *cmd, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"usage: netlog {cmd[0]} ")
+        for word in words:
+            assert word in done.stdout
+
+    def test_python_m_servers_is_serve(self):
+        done = run_cli("--help")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage: netlog serve ")
