@@ -2,7 +2,8 @@
 
 import pytest
 
-from netlog.client import parse_address
+from netlog.client import DEFAULT_ADDRESS, DEFAULT_PORT, parse_address
+from netlog.settings import DEFAULT_LOG_TCP_PORT
 
 
 class TestParseAddress:
@@ -27,3 +28,11 @@ class TestParseAddress:
     def test_bad(self, text):
         with pytest.raises(ValueError):
             parse_address(text)
+
+
+class TestDefaults:
+    """The client's default is the sink's own port, taken from netlog.settings."""
+
+    def test_default_address_is_the_sinks_tcp_port(self):
+        assert DEFAULT_PORT == DEFAULT_LOG_TCP_PORT == 9020
+        assert parse_address(DEFAULT_ADDRESS) == ("127.0.0.1", 9020)
