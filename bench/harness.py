@@ -154,16 +154,23 @@ def wait_port(proc: subprocess.Popen[bytes], port: int, timeout: float = 30.0) -
 
 
 def start_server(
-    name: str, workdir: Path, netlog_args: tuple[str, ...] = (), *, tree: Path = ROOT
+    name: str,
+    workdir: Path,
+    netlog_args: tuple[str, ...] = (),
+    *,
+    tree: Path = ROOT,
+    pinned: bool = True,
 ) -> Running:
-    """Start one server pinned to the server core and wait until it listens.
+    """Start one server and wait until it listens.
 
+    Pinned to the server core unless ``pinned`` is false (``bench/soak.py``
+    runs its senders in the same process and lets the scheduler place both).
     netlog runs from ``tree``: ``python -m servers`` imports the tree's own
     code first, so ``bench/ab.py`` can run another checkout with the same venv.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / "ready.json"
-    pin = ["taskset", "-c", SERVER_CORE]
+    pin = ["taskset", "-c", SERVER_CORE] if pinned else []
     out: Path | None = None
     cwd = ROOT
     if name == "netlog":

@@ -1,7 +1,7 @@
 """Soak test (issue 6, scenario 28): steady load for minutes, zero loss, flat memory.
 
 Not part of CI.  Starts a real ``python -m servers`` on 127.0.0.1 with
-ephemeral ports (the test harness's ``netlogproc.start``), then 100
+ephemeral ports (``harness.start_server``, unpinned), then 100
 connections send sequence-numbered SocketHandler frames at 5,000 records/s
 in total for 5 minutes, paced against the clock.  Every ``--sample`` seconds
 it records the sink's RSS and CPU and how many lines are on disk.  At the end
@@ -30,14 +30,13 @@ import threading
 import time
 from pathlib import Path
 
+import harness
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT))
 
 from netlog.store.writer import rotated_paths  # noqa: E402 - after the path set-up
-from netlogproc import start  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: RSS may rise this much between the first sample after warm-up and the last.
@@ -171,17 +170,22 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="netlog-soak-"))
-    server = start(
+    server = harness.start_server(
+        "netlog",
         workdir,
-        "--echo-port", "-1",
-        "--responder-port", "-1",
-        "--http-port", "-1",
-        "--log-udp-port", "-1",
-        "--flush-interval", "1",
-        "--backups", "100",
-        "--max-connections", str(args.connections + 10),
+        (
+            "--echo-port", "-1",
+            "--responder-port", "-1",
+            "--log-udp-port", "-1",
+            "--flush-interval", "1",
+            "--backups", "100",
+            "--max-connections", str(args.connections + 10),
+        ),
+        pinned=False,
     )  # fmt: skip
-    address = server.address("log_tcp")
+    assert server.out is not None
+    log_dir = server.out.parent
+    address = (harness.HOST, server.ports["log_tcp"])
     conns = list(range(args.connections))
     begin = time.monotonic()
     until = begin + args.seconds
@@ -189,7 +193,7 @@ def main() -> int:
     groups = [
         SenderGroup(address, conns[i :: args.threads], per_conn, until) for i in range(args.threads)
     ]
-    counter = LineCounter(server.log_dir)
+    counter = LineCounter(log_dir)
     samples = []
     cpu_before = cpu_seconds(server.pid)
     for group in groups:
@@ -217,16 +221,17 @@ def main() -> int:
         took = time.monotonic() - begin
         sent_by_conn = {conn: n for group in groups for conn, n in group.sent.items()}
         signalled = time.monotonic()
-        server.send_signal(signal.SIGTERM)
+        server.proc.send_signal(signal.SIGTERM)
         status = server.proc.wait(timeout=60)
         exit_seconds = time.monotonic() - signalled
     finally:
         for group in groups:
             group.close()
         if server.proc.poll() is None:
-            server.kill()
+            server.proc.kill()
+            server.proc.wait(timeout=10)
     total = sum(sent_by_conn.values())
-    check = verify(server.log_dir, sent_by_conn)
+    check = verify(log_dir, sent_by_conn)
     after_warmup = [s for s in samples if s["t"] >= args.warmup] or samples
     rss_growth = after_warmup[-1]["rss_kib"] - after_warmup[0]["rss_kib"]
     result = {
@@ -245,7 +250,7 @@ def main() -> int:
         "exit_status": status,
         "exit_seconds": round(exit_seconds, 2),
         "sender_errors": [g.error for g in groups if g.error],
-        "summary_line": server.stderr().strip().splitlines()[-1],
+        "summary_line": harness.last_line(workdir / "stderr.txt"),
         "workdir": str(workdir),
     }
     print(json.dumps(result, indent=2))
