@@ -1,3 +1,4 @@
+import collections
 import logging
 import logging.handlers
 import os
@@ -98,6 +99,17 @@ class TestOtherDatagrams:
     def test_bad_json_is_text(self):
         record = decode(b"{nope}\n")
         assert (record.format, record.message) == ("text", "{nope}")
+
+    def test_notes_are_counted_as_for_tcp(self):
+        notes = collections.Counter()
+        decode(b"{nope}\n", notes=notes)
+        decode(b"plain \xff text", notes=notes)
+        decode(b'{"event": "fine"}', notes=notes)
+        decode(b"<html> \xff", notes=notes)
+        assert notes == {"json_as_text": 1, "invalid_utf8": 2}
+
+    def test_notes_are_optional(self):
+        assert decode(b"{nope \xff").message == "{nope \\xff"
 
     def test_text(self):
         record = decode(b"plain \xff text\r\n")

@@ -1,3 +1,4 @@
+import collections
 import logging
 import logging.handlers
 import sys
@@ -178,6 +179,19 @@ class TestBodies:
         records = decode_body(b"one\r\n\ntwo\n", "text/plain", PEER, NOW)
         assert [r.message for r in records] == ["one", "two"]
         assert records[0].format == "http"
+
+    def test_text_is_text_even_when_it_looks_like_json(self):
+        records = decode_body(b'{"event": "x"}\n', "text/plain", PEER, NOW)
+        assert [(r.message, r.fields) for r in records] == [('{"event": "x"}', {})]
+
+    def test_text_counts_invalid_utf8(self):
+        notes = collections.Counter()
+        # An em space is blank text: its line is no record, as before.
+        body = b"caf\xe9\r\n" + "\u2003".encode() + b"\nok\n\xff\xfe\n"
+        records = decode_body(body, "text/plain", PEER, NOW, notes=notes)
+        assert [r.message for r in records] == ["caf\\xe9", "ok", "\\xff\\xfe"]
+        assert {r.format for r in records} == {"http"}
+        assert notes == {"invalid_utf8": 2}
 
     @pytest.mark.parametrize(
         ("body", "content_type", "reason", "words"),

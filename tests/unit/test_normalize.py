@@ -142,7 +142,13 @@ class TestJsonSafe:
     def test_cycles_terminate(self):
         value: list = []
         value.append(value)
-        json_safe(value, Budget(1 << 30))
+        result = json_safe(value, Budget(1 << 30))
+        # The cycle is unrolled MAX_DEPTH times, one item a level, then marked.
+        for _ in range(MAX_DEPTH):
+            assert type(result) is list
+            assert len(result) == 1
+            result = result[0]
+        assert result == "<nested too deep>"
 
     def test_scalars(self):
         budget = Budget(1 << 20)
@@ -269,7 +275,18 @@ class TestFromJson:
     def test_deep_nesting_is_capped(self):
         obj = orjson.loads("[" * 500 + "]" * 500)
         result = from_json({"event": "e", "deep": obj}, "p", RECEIVED, deep=True)
-        orjson.dumps(result.fields)
+        assert result.message == "e"
+        assert list(result.fields) == ["deep"]
+        # The fields object is json_safe's level 0, so "deep" keeps
+        # MAX_DEPTH - 1 of its 500 lists and the marker stands for the rest.
+        value = result.fields["deep"]
+        for _ in range(MAX_DEPTH - 1):
+            assert type(value) is list
+            assert len(value) == 1
+            value = value[0]
+        assert value == "<nested too deep>"
+        # ... which a JSON encoder writes (orjson refuses more than 254 levels).
+        assert orjson.loads(orjson.dumps(result.fields)) == result.fields
 
 
 class TestFromText:
