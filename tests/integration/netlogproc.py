@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
+#: The variables by which coverage measures a process it did not start itself.
+COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -47,10 +50,17 @@ class NetlogProcess:
         return (HOST, self.ports[name])
 
     def records(self) -> list[dict]:
+        """The records on disk; while the server runs, not a last line it is still writing."""
         path = self.log_dir / "records.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_bytes().splitlines()]
+        data = path.read_bytes()
+        if self.proc.poll() is None:
+            # A read can see part of a write in progress: the complete lines
+            # are the records written so far.  Once the server has exited,
+            # a torn last line is a finding, and json.loads says so.
+            data = data[: data.rfind(b"\n") + 1]
+        return [json.loads(line) for line in data.splitlines()]
 
     def wait_records(self, count: int, timeout: float = 15.0) -> list[dict]:
         def enough():
@@ -89,13 +99,50 @@ class NetlogProcess:
             self.proc.kill()
         self.proc.wait(timeout=10)
 
+    def finish(self, timeout: float = 10.0) -> None:
+        """End a test's server: SIGTERM, then SIGKILL if it has not exited in ``timeout``.
+
+        Stopped cleanly, a server measured by coverage (pyproject.toml's
+        ``patch = ["subprocess", "_exit"]``) saves what it ran; killed, it
+        saves nothing.
+        """
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout)
+        self.kill()
+
+
+def server_environment(extra: dict[str, str] | None = None, *, measured: bool = True):
+    """The environment of a started server: ours, unbuffered, plus ``extra``.
+
+    Unless ``measured``, without the variables that make coverage measure a
+    subprocess (pyproject.toml's ``patch = ["subprocess"]`` sets them for
+    every process the tests start): for a test that times the server under
+    load, which tracing every call would slow several times over.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
+    if not measured:
+        for name in COVERAGE_VARIABLES:
+            env.pop(name, None)
+    return env
+
 
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "servers", *args]
 
 
-def start(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 20.0):
-    """Start ``python -m servers`` with every port ephemeral unless ``args`` says otherwise."""
+def start(
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    measured: bool = True,
+):
+    """Start ``python -m servers`` with every port ephemeral unless ``args`` says otherwise.
+
+    ``measured=False``: the server runs without coverage (:func:`server_environment`).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     log_dir = workdir / "data"
     ready = workdir / "ready.json"
@@ -118,7 +165,7 @@ def start(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout:
     argv += list(args)
     stdout_path = workdir / "stdout.txt"
     stderr_path = workdir / "stderr.txt"
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = server_environment(env, measured=measured)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
             command(*argv), cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=full_env
