@@ -1,7 +1,7 @@
 """The log sink's listeners: TCP streams and UDP datagrams in, records out.
 
 Handlers are thin: read, feed the decoder, hand records to the pipeline.
-The part with care in it is shutdown (DESIGN.md "Shutdown"): bytes that
+The part with care in it is shutdown (ARCHITECTURE.md "Shutdown"): bytes that
 reached the process before the signal are decoded and written, so listeners
 accept what is already queued in their backlog before they close, and open
 connections are read until EOF, until they fall quiet at a record boundary,

@@ -1,6 +1,6 @@
 """Start every enabled listener, write the ready file, and shut down as promised.
 
-The order of shutdown is the contract of DESIGN.md: stop accepting first
+The order of shutdown is the contract of ARCHITECTURE.md: stop accepting first
 (after taking what the kernel already queued), let log connections finish
 within ``--grace``, read what is buffered, write, fsync, print one summary
 line, exit 0.  A second signal exits at once.
