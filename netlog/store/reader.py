@@ -1,8 +1,10 @@
 """Reading the store: whole lines only, in order, safe against rotation.
 
 The writer (:mod:`netlog.store.writer`) appends to ``records.jsonl`` and
-rotates it by renaming (``records.jsonl`` -> ``.1`` -> ``.2`` ...) while
-readers are at work, so a reader here never trusts a name for long:
+rotates it by renaming (``records.jsonl`` -> ``records.jsonl.<seq>``, the
+highest sequence number the newest; backups of earlier versions,
+``records.jsonl.N`` ... ``.1``, are older still) while readers are at work,
+so a reader here never trusts a name for long:
 
 * :func:`open_files` opens a log dir's files oldest first and checks, after
   opening, that every name still means the file it opened; when a rotation

@@ -16,37 +16,67 @@ moves them to the file with plain ``os.write`` calls:
   dropped and counted, never a partial one.
 
 A crash can still leave a torn last line; :meth:`JsonlFileSink.open` moves it
-aside to ``records.torn.<unix-time>`` before appending.
+aside to ``records.torn.<unix-time>`` before appending.  On a full disk that
+copy cannot be made: the torn bytes are then kept in memory, the file is
+truncated to its last whole line (which needs no space) and the copy is made
+by the first flush that finds room again.
+
+Rotation costs O(1) file operations whatever ``backups`` is: a full
+``records.jsonl`` is renamed to ``records.jsonl.<seq>``, ``seq`` growing
+(ten digits, zero-padded, so ``ls`` lists them in order), and the oldest
+backup beyond ``backups`` is deleted.  Backups named the way earlier
+versions named them (``records.jsonl.1`` the newest ... ``.N``) are older
+than every sequence-numbered one and are read, and pruned, in their order.
+
+The log dir is the sink's alone: :meth:`JsonlFileSink.open` takes an
+exclusive ``flock`` on ``<log-dir>/.lock`` for the process's life and raises
+:class:`LogDirInUse` when another process holds it.  Each flush checks (one
+``stat``) that ``records.jsonl`` is still the file it has open; when the
+file or the whole dir was deleted or moved away, both are created again,
+counted in ``recreated`` and reported.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import time
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from netlog.sinks.encode import encode_line
 from netlog.store.lines import complete_end
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
-    from pathlib import Path
+    from collections.abc import Callable, Iterable, Sequence
 
     from netlog.record import Record
     from netlog.report import Reporter
 
-__all__ = ["FILE_NAME", "JsonlFileSink", "rotated_paths"]
+__all__ = ["FILE_NAME", "LOCK_NAME", "JsonlFileSink", "LogDirInUse", "rotated_paths"]
 
 FILE_NAME: Final = "records.jsonl"
 TORN_PREFIX: Final = "records.torn."
+#: The lock file held by the one process that writes a log dir.
+LOCK_NAME: Final = ".lock"
+#: Digits of a backup's sequence number: ``records.jsonl.0000000042``.  Old
+#: backups (``records.jsonl.1`` .. ``.N``, fewer digits) sort before them.
+SEQ_WIDTH: Final = 10
+#: Backups deleted at most per rotation: one keeps the count, the second
+#: shrinks an excess (``--backups`` lowered) without a pause of many unlinks.
+_PRUNE_PER_ROTATION: Final = 2
+#: A torn tail held in memory while the disk is too full to copy it aside.
+_TORN_IN_MEMORY: Final = 64 << 20
+_NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # The Reporter keys of the sink's repeated troubles: each is rate limited
 # on its own, write/rotate/fsync/close failures together.
 _KEY_ERROR: Final = "store:error"
 _KEY_DROPPED: Final = "store:dropped"
 _KEY_RESUMED: Final = "store:resumed"
+_KEY_RECREATED: Final = "store:recreated"
 
 # Append-only: O_APPEND makes every write land at the current end, even if
 # another process appends too; O_RDWR only so open() can inspect the tail.
@@ -65,20 +95,51 @@ _ERRNO_TEXT: Final = {
 }
 
 
-def rotated_paths(directory: Path) -> list[Path]:
-    """List ``records.jsonl.N`` ... ``records.jsonl.1``, ``records.jsonl``: oldest first.
+class LogDirInUse(Exception):  # noqa: N818 - a state, not a bug
+    """Another process holds the log dir's lock: two writers would lose records."""
 
+    def __init__(self, directory: Path, holder: str) -> None:
+        self.directory = directory
+        self.holder = holder
+        """What the lock file says about its holder (``pid 1234``), or ``""``."""
+        who = f" ({holder})" if holder else ""
+        super().__init__(f"log dir {directory} is in use by another netlog{who}")
+
+
+def backup_name(seq: int) -> str:
+    """The name of the ``seq``-th backup: ``records.jsonl.0000000042``."""
+    return f"{FILE_NAME}.{seq:0{SEQ_WIDTH}d}"
+
+
+def _backup_order(suffix: str) -> tuple[int, int] | None:
+    """Where a backup with this suffix goes, oldest first; None: not a backup."""
+    if not (suffix.isascii() and suffix.isdigit()):
+        return None
+    if len(suffix) >= SEQ_WIDTH:
+        return (1, int(suffix))  # sequence numbered: the highest is the newest
+    return (0, -int(suffix))  # the old scheme: .1 is the newest of those
+
+
+def _backups(directory: Path) -> list[tuple[tuple[int, int], Path]]:
+    prefix = FILE_NAME + "."
+    found = []
+    for path in directory.glob(prefix + "*"):
+        order = _backup_order(path.name[len(prefix) :])
+        if order is not None:
+            found.append((order, path))
+    found.sort()
+    return found
+
+
+def rotated_paths(directory: Path) -> list[Path]:
+    """The backups oldest first, then ``records.jsonl``: every record in written order.
+
+    Backups of earlier versions (``records.jsonl.N`` ... ``.1``) come first,
+    then the sequence-numbered ones (``records.jsonl.0000000001`` ...).
     Only files that exist are listed, so a reader can concatenate them to get
     every record still on disk in the order it was written.
     """
-    numbered: list[tuple[int, Path]] = []
-    prefix = FILE_NAME + "."
-    for path in directory.glob(prefix + "*"):
-        suffix = path.name[len(prefix) :]
-        if suffix.isascii() and suffix.isdigit():
-            numbered.append((int(suffix), path))
-    numbered.sort(reverse=True)
-    paths = [path for _, path in numbered]
+    paths = [path for _, path in _backups(directory)]
     current = directory / FILE_NAME
     if current.exists():
         paths.append(current)
@@ -100,7 +161,7 @@ class JsonlFileSink:
     server's :class:`~netlog.report.Reporter`: repeated troubles are passed
     with a key, so it rate limits them and counts the rest.
 
-    Rotation keeps ``backups`` older files; with ``backups=0`` a full file is
+    Rotation keeps ``backups`` older files, newest highest; with ``backups=0`` a full file is
     unlinked (never truncated in place, so a reader that has it open keeps
     its data) and a fresh one started.  ``max_bytes <= 0`` never rotates.
     """
@@ -136,10 +197,20 @@ class JsonlFileSink:
         self._failing = False
         # Failed attempts since the current failure began (for the resume note).
         self._failures = 0
+        self.recreated = 0
+        """Times ``records.jsonl`` was found deleted or moved away and created again."""
+        # (st_dev, st_ino) of the open file: the path must still name it.
+        self._identity: tuple[int, int] | None = None
+        self._lock_fd: int | None = None
+        # Backups on disk, oldest first, and the next one's sequence number.
+        self._backup_paths: deque[Path] = deque()
+        self._next_seq = 1
+        # A torn tail the disk had no room for at open: copied aside later.
+        self._torn_pending: bytes | None = None
 
     @property
     def path(self) -> Path:
-        """The file being appended to (rotated files get a ``.N`` suffix)."""
+        """The file being appended to (backups get a ``.<seq>`` suffix)."""
         return self.directory / FILE_NAME
 
     @property
@@ -155,51 +226,126 @@ class JsonlFileSink:
     # -- opening ----------------------------------------------------------
 
     def open(self) -> None:
-        """Create the directory and open the file for appending.
+        """Lock the log dir, create it and open the file for appending.
 
-        Raises :class:`OSError` when the directory or file cannot be created,
-        opened or repaired, so that start-up fails with one clear line
-        instead of the server running with nowhere to write.
+        Raises :class:`LogDirInUse` when another process writes this dir, and
+        :class:`OSError` when the directory or file cannot be created, opened
+        or repaired, so that start-up fails with one clear line instead of
+        the server running with nowhere to write.
         """
         if self._fd is not None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, _FLAGS, _MODE)
+        self._lock()
         try:
-            self._repair_torn_tail(fd)
-            self._size = os.fstat(fd).st_size
+            fd = os.open(self.path, _FLAGS, _MODE)
+            try:
+                self._repair_torn_tail(fd)
+                self._adopt(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+        except BaseException:
+            self._unlock()
+            raise
+        self._fd = fd
+        backups = _backups(self.directory)
+        self._backup_paths = deque(path for _, path in backups)
+        sequenced = [order[1] for order, _ in backups if order[0] == 1]
+        self._next_seq = max(sequenced, default=0) + 1
+
+    def _adopt(self, fd: int) -> None:
+        """Take ``fd`` as the file appended to: its size and identity."""
+        st = os.fstat(fd)
+        self._size = st.st_size
+        self._identity = (st.st_dev, st.st_ino)
+
+    def _lock(self) -> None:
+        """Hold ``<log-dir>/.lock`` exclusively, or raise :class:`LogDirInUse`."""
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                holder = os.pread(fd, 64, 0).decode("ascii").strip()
+            os.close(fd)
+            raise LogDirInUse(self.directory, holder) from None
         except BaseException:
             os.close(fd)
             raise
-        self._fd = fd
+        # Who holds it, for the next one's error message; a full disk must
+        # not stop the start for that.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the last descriptor releases the flock
 
     def _repair_torn_tail(self, fd: int) -> None:
         """Move a last line without its newline (a crash mid-write) aside.
 
         Appending after it would glue the next record onto the torn bytes and
         make both unreadable; moving them to a side file keeps them for
-        inspection without ever truncating a complete record.
+        inspection without ever truncating a complete record.  When the disk
+        has no room for the copy, the torn bytes wait in memory (up to
+        64 MiB) and the file is truncated anyway, since that needs no space:
+        a full disk must not stop the server from starting.
         """
         size = os.fstat(fd).st_size
         if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
             return
         keep = complete_end(fd, size)
-        torn_fd, torn_path = self._create_torn_file()
+        torn = size - keep
         try:
-            offset = keep
-            while offset < size:
-                data = os.pread(fd, min(_CHUNK, size - offset), offset)
-                if not data:
-                    break
-                _write_all(torn_fd, data)
-                offset += len(data)
-            os.fsync(torn_fd)
-        finally:
-            os.close(torn_fd)
+            torn_path = self._save_torn(lambda out: _copy_range(fd, keep, size, out))
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE or torn > _TORN_IN_MEMORY:
+                raise
+            self._torn_pending = _read_range(fd, keep, size)
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+            self._say(
+                f"{self.path} ended in a torn line and the disk is full: truncated it to its "
+                f"last whole line; the {torn} torn bytes are kept in memory and will be saved "
+                f"to {TORN_PREFIX}<time> when there is room"
+            )
+            return
         # Only now that the torn bytes are safely elsewhere.
         os.ftruncate(fd, keep)
         os.fsync(fd)
-        self._say(f"{self.path} ended in a torn line: moved {size - keep} bytes to {torn_path}")
+        self._say(f"{self.path} ended in a torn line: moved {torn} bytes to {torn_path}")
+
+    def _save_torn(self, write: Callable[[int], object]) -> Path:
+        """Create a torn file, ``write`` into it and fsync; no partial file is left."""
+        torn_fd, torn_path = self._create_torn_file()
+        try:
+            write(torn_fd)
+            os.fsync(torn_fd)
+        except BaseException:
+            os.close(torn_fd)
+            with contextlib.suppress(OSError):
+                torn_path.unlink()
+            raise
+        os.close(torn_fd)
+        return torn_path
+
+    def _save_deferred_torn(self) -> None:
+        """Copy aside the torn tail kept in memory, once the disk has room."""
+        data = self._torn_pending
+        if data is None:
+            return
+        try:
+            torn_path = self._save_torn(lambda out: _write_all(out, data))
+        except OSError:
+            return  # still no room: the writes' own errors are reported
+        self._torn_pending = None
+        self._say(f"saved the {len(data)} torn bytes {self.path} ended in to {torn_path}")
 
     def _create_torn_file(self) -> tuple[int, Path]:
         base = f"{TORN_PREFIX}{int(time.time())}"
@@ -263,14 +409,24 @@ class JsonlFileSink:
         On failure the data stays queued for the next call; a success after
         failures is reported so the operator knows the gap has closed.
         """
+        if self._fd is None:
+            return
+        if not self._pending:
+            if self._torn_pending is not None:
+                self._save_deferred_torn()
+            return
+        if not self._head_done and not self._still_our_file():
+            return
         fd = self._fd
-        if fd is None or not self._pending:
+        if fd is None:  # pragma: no cover - _still_our_file leaves a file open
             return
         try:
             self._drain(fd)
         except OSError as exc:
             self._failed("write", exc)
             return
+        if self._torn_pending is not None:
+            self._save_deferred_torn()
         if self._failing:
             self._failing = False
             failures, self._failures = self._failures, 0
@@ -324,22 +480,106 @@ class JsonlFileSink:
             self.written += 1
         self._head_done = offset
 
+    def _still_our_file(self) -> bool:
+        """Whether ``records.jsonl`` is still the open file; if not, create it again.
+
+        One ``stat`` per flush (not per record).  Writing on into a file that
+        was deleted, or whose dir was, would lose every record without a
+        word.  False when it cannot be created again: the lines stay queued.
+        """
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return True  # cannot tell (EACCES on the dir...): write on
+        else:
+            if (st.st_dev, st.st_ino) == self._identity:
+                return True
+        try:
+            self._reopen()
+        except OSError as exc:
+            self._failed("recreate", exc)
+            return False
+        self.recreated += 1
+        self._say(
+            f"{self.path} was deleted or moved away while open: recreated it "
+            f"({self.recreated} times so far)",
+            _KEY_RECREATED,
+        )
+        return True
+
+    def _reopen(self) -> None:
+        """Open ``records.jsonl`` afresh (creating the dir and lock if gone) and switch to it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not (self.directory / LOCK_NAME).exists():
+            # The dir was deleted with its lock file: take a new one, so a
+            # second server started now still finds the dir in use.
+            old_lock, self._lock_fd = self._lock_fd, None
+            try:
+                self._lock()
+            except LogDirInUse as exc:
+                self._say(f"{exc}: both are writing it now")
+            finally:
+                if old_lock is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(old_lock)
+        new_fd = os.open(self.path, _FLAGS, _MODE)
+        old_fd, self._fd = self._fd, new_fd
+        self._adopt(new_fd)
+        if old_fd is not None:
+            try:
+                os.close(old_fd)
+            except OSError as exc:
+                self._failed("close", exc, blocking=False)
+
+    def reopen(self) -> None:
+        """Write what is queued, then reopen ``records.jsonl`` (SIGHUP: logrotate); never raises.
+
+        Lines queued before go to the file open until now (if it was moved
+        away, to its new name); what comes after goes to the file at the path.
+        """
+        if self._fd is None:
+            return
+        if self._pending:
+            try:
+                self._drain(self._fd)
+            except OSError as exc:
+                self._failed("write", exc)
+        if self._head_done:
+            return  # a half-written line is finished in its own file first
+        try:
+            self._reopen()
+        except OSError as exc:
+            self._failed("reopen", exc, blocking=False)
+
     def _rotate(self) -> None:
-        """Shift ``records.jsonl`` -> ``.1`` -> ... -> ``.backups`` and start afresh."""
+        """Rename ``records.jsonl`` to the next backup, prune the oldest, start afresh.
+
+        O(1) renames and unlinks whatever ``backups`` is: this runs on the
+        server's event loop, between writes.
+        """
         path = self.path
         if self.backups > 0:
-            for number in range(self.backups - 1, 0, -1):
-                with contextlib.suppress(FileNotFoundError):
-                    path.with_name(f"{FILE_NAME}.{number}").replace(
-                        path.with_name(f"{FILE_NAME}.{number + 1}")
-                    )
-            # Missing when an earlier rotation renamed it but could not create a new one.
-            with contextlib.suppress(FileNotFoundError):
-                path.replace(path.with_name(f"{FILE_NAME}.1"))
+            backup = path.with_name(backup_name(self._next_seq))
+            try:
+                path.rename(backup)
+            except FileNotFoundError:
+                pass  # an earlier rotation renamed it but could not create a new one
+            else:
+                self._next_seq += 1
+                self._backup_paths.append(backup)
         else:
             path.unlink(missing_ok=True)
+        backups = self._backup_paths
+        for _ in range(_PRUNE_PER_ROTATION):
+            if len(backups) <= self.backups:
+                break
+            oldest = backups.popleft()
+            oldest.unlink(missing_ok=True)
         new_fd = os.open(path, _FLAGS, _MODE)
-        old_fd, self._fd, self._size = self._fd, new_fd, 0
+        old_fd, self._fd = self._fd, new_fd
+        self._adopt(new_fd)
         if old_fd is not None:
             try:
                 os.close(old_fd)
@@ -368,11 +608,18 @@ class JsonlFileSink:
             self._pending_bytes = 0
             self._head_done = 0
             self._say(f"{lost} records could not be written to {self.path} and are lost")
+        if self._torn_pending is not None:
+            self._say(
+                f"the {len(self._torn_pending)} torn bytes {self.path} ended in at start "
+                "could not be saved and are lost"
+            )
+            self._torn_pending = None
         fd, self._fd = self._fd, None
         try:
             os.close(fd)
         except OSError as exc:
             self._failed("close", exc, blocking=False)
+        self._unlock()
 
     # -- reporting --------------------------------------------------------
 
@@ -403,6 +650,28 @@ def _skip(lines: deque[bytes], count: int) -> Iterable[bytes]:
     for _ in range(count):
         next(iterator, None)
     return iterator
+
+
+def _read_range(fd: int, start: int, end: int) -> bytes:
+    chunks = []
+    offset = start
+    while offset < end:
+        data = os.pread(fd, min(_CHUNK, end - offset), offset)
+        if not data:
+            break
+        chunks.append(data)
+        offset += len(data)
+    return b"".join(chunks)
+
+
+def _copy_range(fd: int, start: int, end: int, out: int) -> None:
+    offset = start
+    while offset < end:
+        data = os.pread(fd, min(_CHUNK, end - offset), offset)
+        if not data:
+            break
+        _write_all(out, data)
+        offset += len(data)
 
 
 def _write_all(fd: int, data: bytes) -> None:

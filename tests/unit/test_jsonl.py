@@ -2,6 +2,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -9,7 +10,15 @@ import pytest
 from netlog.record import Record
 from netlog.report import Reporter
 from netlog.sinks.encode import encode_line
-from netlog.store.writer import FILE_NAME, JsonlFileSink, rotated_paths
+from netlog.store import writer
+from netlog.store.writer import (
+    FILE_NAME,
+    LOCK_NAME,
+    JsonlFileSink,
+    LogDirInUse,
+    backup_name,
+    rotated_paths,
+)
 
 
 def rec(i, message="hello", **fields):
@@ -192,6 +201,33 @@ class TestTornTail:
             sink.close()
         assert len(list(tmp_path.glob("records.torn.*"))) == 2
 
+    def test_full_disk_does_not_stop_the_start(self, tmp_path, reports, reporter, monkeypatch):
+        """Issue 15 item 11: no room for the copy: truncate, keep the bytes, save them later."""
+        path = tmp_path / FILE_NAME
+        path.write_bytes(encode_line(rec(0)) + b'{"ts":"20')
+
+        def no_space(*_args):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(writer, "_copy_range", no_space)
+        monkeypatch.setattr(writer, "_write_all", no_space)
+        sink = JsonlFileSink(tmp_path, report=reporter)
+        sink.open()
+        assert read_ids(path) == [0]
+        assert not list(tmp_path.glob("records.torn.*"))  # no partial copy left
+        assert any("disk is full" in message for message in reports)
+        sink.write([rec(1)])
+        sink.flush()  # still no room for the torn bytes; the record itself goes
+        assert not list(tmp_path.glob("records.torn.*"))
+        monkeypatch.undo()
+        sink.write([rec(2)])
+        sink.flush()
+        (torn,) = tmp_path.glob("records.torn.*")
+        assert torn.read_bytes() == b'{"ts":"20'
+        sink.close()
+        assert read_ids(path) == [0, 1, 2]
+        assert any("saved the 9 torn bytes" in message for message in reports)
+
     def test_intact_file_untouched(self, tmp_path):
         path = tmp_path / FILE_NAME
         path.write_bytes(encode_line(rec(0)))
@@ -230,10 +266,10 @@ class TestRotation:
                 sink.flush()
         sink.close()
         paths = rotated_paths(tmp_path)
+        rotations = sink._next_seq - 1
+        assert rotations > 3
         assert [p.name for p in paths] == [
-            "records.jsonl.3",
-            "records.jsonl.2",
-            "records.jsonl.1",
+            *(backup_name(seq) for seq in range(rotations - 2, rotations + 1)),
             "records.jsonl",
         ]
         ids = all_ids(tmp_path)
@@ -292,7 +328,7 @@ class TestRotation:
         def refuse(*_args):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(os, "replace", refuse)
+        monkeypatch.setattr(os, "rename", refuse)
         sink.write(rec(i) for i in range(20))
         sink.flush()
         monkeypatch.undo()
@@ -305,8 +341,193 @@ class TestRotation:
         assert all_ids(tmp_path) == list(range(21))
 
 
+class TestRotationCost:
+    """Issue 15 item 12: a rotation is O(1) file operations whatever ``backups`` is."""
+
+    def test_one_rename_per_rotation_with_1000_backups(self, tmp_path, monkeypatch):
+        sink = JsonlFileSink(tmp_path, max_bytes=1_000, backups=1_000)
+        sink.open()
+        renames = []
+        real_rename = os.rename
+        monkeypatch.setattr(os, "rename", lambda *a: (renames.append(a), real_rename(*a)))
+        for i in range(600):
+            sink.write([rec(i)])
+            sink.flush()
+        sink.close()
+        rotations = sink._next_seq - 1
+        assert rotations > 50
+        assert len(renames) == rotations
+        assert all_ids(tmp_path) == list(range(600))
+
+    def test_restart_continues_the_sequence(self, tmp_path):
+        for start in (0, 100):
+            sink = JsonlFileSink(tmp_path, max_bytes=1_000, backups=1_000)
+            sink.open()
+            sink.write(rec(i) for i in range(start, start + 100))
+            sink.close()
+        assert all_ids(tmp_path) == list(range(200))
+
+    def test_old_style_backups_read_first_and_pruned_first(self, tmp_path):
+        # What an earlier version left: .3 the oldest, .1 the newest, then the current file.
+        for name, ids in [
+            ("records.jsonl.3", [0]),
+            ("records.jsonl.2", [1]),
+            ("records.jsonl.1", [2]),
+            (FILE_NAME, [3]),
+        ]:
+            (tmp_path / name).write_bytes(b"".join(encode_line(rec(i)) for i in ids))
+        assert all_ids(tmp_path) == [0, 1, 2, 3]
+        sink = JsonlFileSink(tmp_path, max_bytes=1, backups=4)
+        sink.open()
+        for i in range(4, 7):
+            sink.write([rec(i)])
+            sink.flush()
+        sink.close()
+        # Four backups kept: the oldest old-style ones went first.
+        names = [p.name for p in rotated_paths(tmp_path)]
+        assert names == [
+            "records.jsonl.1",
+            backup_name(1),
+            backup_name(2),
+            backup_name(3),
+            FILE_NAME,
+        ]
+        assert all_ids(tmp_path) == [2, 3, 4, 5, 6]
+
+    def test_lowered_backups_shrink_gradually(self, tmp_path):
+        for seq in range(1, 11):
+            (tmp_path / backup_name(seq)).write_bytes(encode_line(rec(seq)))
+        sink = JsonlFileSink(tmp_path, max_bytes=1, backups=2)
+        sink.open()
+        sink.write([rec(100)])
+        sink.flush()
+        sink.write([rec(101)])
+        sink.flush()  # one rotation: at most two unlinks
+        assert len(rotated_paths(tmp_path)) == 1 + 11 - 2 + 1 - 1
+        for i in range(102, 120):
+            sink.write([rec(i)])
+            sink.flush()
+        sink.close()
+        assert len(rotated_paths(tmp_path)) == 3
+
+
+class TestLogDirLock:
+    """Issue 15 item 10: one writer per log dir."""
+
+    def test_second_sink_refused_while_the_first_is_open(self, tmp_path):
+        first = JsonlFileSink(tmp_path)
+        first.open()
+        second = JsonlFileSink(tmp_path)
+        with pytest.raises(LogDirInUse) as caught:
+            second.open()
+        assert f"pid {os.getpid()}" in str(caught.value)
+        assert str(tmp_path) in str(caught.value)
+        first.close()
+        second.open()  # free again once the first has closed
+        second.close()
+
+    def test_lock_held_by_another_process(self, tmp_path):
+        script = (
+            "import fcntl, os, time\n"
+            f"fd = os.open({str(tmp_path / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(30)\n"
+        )
+        holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline() == "locked\n"
+            with pytest.raises(LogDirInUse):
+                JsonlFileSink(tmp_path).open()
+        finally:
+            holder.kill()
+            holder.wait(10)
+
+
+class TestDeletedWhileOpen:
+    """Issue 15 item 9: the file or the whole dir deleted under the sink."""
+
+    def test_dir_deleted_then_recreated_and_reported(self, tmp_path, reports, reporter):
+        directory = tmp_path / "logs"
+        sink = JsonlFileSink(directory, report=reporter)
+        sink.open()
+        sink.write(rec(i) for i in range(10))
+        sink.flush()
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()
+        sink.write(rec(i) for i in range(10, 15))
+        sink.flush()
+        assert read_ids(directory / FILE_NAME) == list(range(10, 15))
+        assert sink.recreated == 1
+        assert any("deleted or moved away" in r for r in reports)
+        # The recreated dir is locked again.
+        with pytest.raises(LogDirInUse):
+            JsonlFileSink(directory).open()
+        sink.close()
+
+    def test_moved_file_replaced(self, tmp_path):
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        sink.write([rec(0)])
+        sink.flush()
+        (tmp_path / FILE_NAME).rename(tmp_path / "elsewhere")
+        sink.write([rec(1)])
+        sink.close()
+        assert read_ids(tmp_path / "elsewhere") == [0]
+        assert read_ids(tmp_path / FILE_NAME) == [1]
+
+    def test_one_stat_per_flush_not_per_record(self, tmp_path, monkeypatch):
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        calls = []
+        real_stat = type(tmp_path).stat
+        monkeypatch.setattr(
+            type(tmp_path),
+            "stat",
+            lambda self, **kw: (calls.append(self), real_stat(self, **kw))[1],
+        )
+        sink.write(rec(i) for i in range(1000))
+        sink.flush()
+        monkeypatch.undo()
+        assert len(calls) == 1
+        sink.close()
+
+    def test_reopen_for_logrotate(self, tmp_path):
+        sink = JsonlFileSink(tmp_path)
+        sink.open()
+        sink.write([rec(0)])
+        sink.flush()
+        (tmp_path / FILE_NAME).rename(tmp_path / "rotated")
+        sink.write([rec(1)])
+        sink.reopen()  # what is queued goes to the file open until now
+        sink.write([rec(2)])
+        sink.close()
+        assert read_ids(tmp_path / "rotated") == [0, 1]
+        assert read_ids(tmp_path / FILE_NAME) == [2]
+
+
 class TestRotatedPaths:
     """rotated_paths lists the numbered files oldest first, then the current one."""
+
+    def test_old_names_before_sequence_numbers(self, tmp_path):
+        for name in [
+            FILE_NAME,
+            "records.jsonl.1",
+            "records.jsonl.2",
+            backup_name(9),
+            backup_name(10),
+            backup_name(100),
+        ]:
+            (tmp_path / name).write_text("")
+        assert [p.name for p in rotated_paths(tmp_path)] == [
+            "records.jsonl.2",
+            "records.jsonl.1",
+            backup_name(9),
+            backup_name(10),
+            backup_name(100),
+            FILE_NAME,
+        ]
 
     def test_order_and_filtering(self, tmp_path):
         for name in [

@@ -36,6 +36,10 @@ def rec(i, *, level="info", logger="app", message=None, fields=None, exc=None, t
     )
 
 
+def polled(follower):
+    return [json.loads(line)["fields"]["i"] for line in follower.poll() if line.strip()]
+
+
 class TestCompleteEnd:
     """complete_end: the offset past the last newline, searched backwards block by block."""
 
@@ -107,6 +111,32 @@ class TestReadingLines:
             assert [i for _, i in last_lines(files, 5, number)] == list(range(35, 40))
             assert [i for _, i in last_lines(files, None, number)] == list(range(40))
             assert last_lines(files, 0, number) == []
+        finally:
+            close_files(files)
+
+    def test_backups_of_an_earlier_version_then_new_ones(self, tmp_path):
+        """Issue 15 item 12: old ``.N`` backups (``.1`` newest) come before sequence numbers."""
+        for name, ids in [("records.jsonl.2", [0, 1]), ("records.jsonl.1", [2, 3])]:
+            (tmp_path / name).write_bytes(b"".join(encode_line(rec(i)) for i in ids))
+        (tmp_path / FILE_NAME).write_bytes(encode_line(rec(4)))
+        sink = JsonlFileSink(tmp_path, max_bytes=600, backups=100)
+        sink.open()
+        follower = Follower(tmp_path / FILE_NAME)
+        assert polled(follower) == [4]
+        for i in range(5, 40):
+            sink.write([rec(i)])
+            sink.flush()
+        sink.close()
+        assert polled(follower) == list(range(5, 40))
+        follower.close()
+        assert [p.name for p in rotated_paths(tmp_path)][:2] == [
+            "records.jsonl.2",
+            "records.jsonl.1",
+        ]
+        files = open_files(rotated_paths(tmp_path), tmp_path / FILE_NAME, log_dir=True)
+        try:
+            assert [i for _, i in last_lines(files, None, number)] == list(range(40))
+            assert [i for _, i in last_lines(files, 3, number)] == [37, 38, 39]
         finally:
             close_files(files)
 
