@@ -258,7 +258,8 @@ class Settings:
         metadata=_option(
             _non_negative_int,
             "rotated files kept",
-            readme="rotated files kept (`records.jsonl.1` is the newest)",
+            readme="rotated files kept, `records.jsonl.0000000001` upwards: the highest"
+            " number is the newest; past this many, the oldest is deleted",
         ),
     )
 
