@@ -1,7 +1,9 @@
 """``python -m servers`` is ``netlog serve``.
 
 SIGTERM and SIGINT are caught before anything else is imported, so a signal
-during start-up takes the clean shutdown path.
+during start-up takes the clean shutdown path; SIGHUP, SIGUSR1 and SIGUSR2
+too, so that one of them during start-up does not kill the process (the
+runner then handles all five: ``servers/runner.py``).
 """
 
 import signal
@@ -14,8 +16,8 @@ def _remember(signum: int, _frame: object) -> None:
     _early_signals.append(signum)
 
 
-signal.signal(signal.SIGTERM, _remember)
-signal.signal(signal.SIGINT, _remember)
+for _signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+    signal.signal(_signum, _remember)
 
 from netlog.cli.main import main  # noqa: E402 - after the signal handlers, on purpose
 

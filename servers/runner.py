@@ -33,7 +33,7 @@ from netlog.settings import DISABLED, Settings
 from netlog.sinks.console import ConsoleSink
 from netlog.sinks.pipeline import Pipeline, Sink
 from netlog.stats import Stats
-from netlog.store.writer import JsonlFileSink
+from netlog.store.writer import FILE_NAME, JsonlFileSink, LogDirInUse
 from netlog.viewer import RecordFeed
 from servers.echo import EchoServer
 from servers.http import HttpServer
@@ -44,6 +44,11 @@ from servers.responder import ResponderServer
 ECHO_GRACE = 1.0
 #: How long requests in flight on the HTTP port get at least, after the drain.
 HTTP_GRACE = 1.0
+#: Signals that end the process cleanly (a second one: at once).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Signals whose default action would kill the process and lose what waits
+#: for the flush: SIGHUP reopens the files, the others are ignored.
+HARMLESS_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StartupError(Exception):
@@ -114,17 +119,48 @@ class Runner:
         return 0
 
     def _install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             gevent.signal_handler(signum, self._on_signal, signum)
-        for early in self._early_signals:
-            self._on_signal(early)
+        for signum in HARMLESS_SIGNALS:
+            gevent.signal_handler(signum, self._on_harmless_signal, signum)
+        # Caught before anything was open: nothing to reopen, nothing to cut
+        # short, so one stop signal or many mean "stop" (see __main__.py).
+        if any(early in STOP_SIGNALS for early in self._early_signals):
+            self.stop_event.set()
+            self._signals_seen = 1
 
     def _on_signal(self, signum: int) -> None:
         self._signals_seen += 1
         if self._signals_seen > 1:
-            self.report.write(f"netlog: second {signal.Signals(signum).name}: exiting now")
-            os._exit(1)
+            self._stop_now(signum)
         self.stop_event.set()
+
+    def _on_harmless_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP and self.files is not None:
+            self.files.reopen()
+            self.report(f"{name}: reopened {self.files.path}", key="signal:SIGHUP")
+            return
+        self.report(f"{name} ignored", key=f"signal:{name}")
+
+    def _stop_now(self, signum: int) -> None:
+        """A second stop signal: write and fsync what is decoded, summary, exit 1.
+
+        Runs in the hub between greenlets, so the file sink is never caught
+        in the middle of a write.  Bytes not decoded yet (in the kernel, or
+        a record still arriving) are given up on: that is what the second
+        signal asks for.
+        """
+        written = 0
+        if self.files is not None:
+            self.files.close()
+            written = self.files.written
+            if self.files.dropped:
+                self.stats.dropped["disk_overflow"] += self.files.dropped
+        name = signal.Signals(signum).name
+        line = f"netlog: second {name}: stopped without waiting for the grace: "
+        self.report.write(line + self.stats.summary(written) + self._file_notes())
+        os._exit(1)
 
     def _start(self) -> None:
         s = self.settings
@@ -190,6 +226,10 @@ class Runner:
         )
         try:
             files.open()
+        except LogDirInUse as exc:
+            raise StartupError(
+                f"{exc}: one log dir takes one server; stop the other or choose another --log-dir"
+            ) from None
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise StartupError(f"log dir {s.log_dir} is not writable: {reason}") from exc
@@ -265,8 +305,17 @@ class Runner:
         # 4. One summary line.
         self._summary(time.monotonic() - started, written)
 
+    def _file_notes(self) -> str:
+        """What the summary adds about the store: times records.jsonl was recreated."""
+        recreated = self.files.recreated if self.files is not None else 0
+        if not recreated:
+            return ""
+        times = "once" if recreated == 1 else f"{recreated} times"
+        return f"; {FILE_NAME} deleted while open and recreated {times}"
+
     def _summary(self, took: float, written: int) -> None:
         line = f"netlog: stopped in {took:.2f}s: {self.stats.summary(written)}"
+        line += self._file_notes()
         if self.responder is not None:
             r = self.responder
             line += (

@@ -19,6 +19,9 @@ from netlog.cli.send import add_send_parser, run_send
 from netlog.cli.serve import add_serve_parser, settings_from_namespace
 from netlog.cli.tail import add_tail_parser, run_tail
 
+#: Caught by ``serve`` from its first moment (also in ``servers/__main__.py``).
+EARLY_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but every error is one line on stderr and exit status 2.
@@ -58,17 +61,19 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Name
 
 
 def _catch_signals_early() -> list[int]:
-    """Remember SIGTERM/SIGINT from the very start, before gevent is loaded.
+    """Remember signals from the very start, before gevent is loaded.
 
-    Importing gevent and binding take a moment; a signal then must still
-    take the clean shutdown path rather than end the process mid-start.
+    Importing gevent and binding take a moment; a SIGTERM or SIGINT then
+    must still take the clean shutdown path rather than end the process
+    mid-start, and a SIGHUP, SIGUSR1 or SIGUSR2 (whose default action is to
+    kill) must not end it at all.  The runner decides what each one means.
     """
     seen: list[int] = []
 
     def remember(signum: int, _frame: object) -> None:
         seen.append(signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in EARLY_SIGNALS:
         signal.signal(signum, remember)
     return seen
 
