@@ -9,8 +9,30 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import TextIO
+
+#: Most characters of an exception's message that :func:`describe_exception` keeps.
+EXCEPTION_TEXT = 200
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an unexpected exception: its type, message and where it was raised.
+
+    A short summary, not a traceback: the same bug hit by every record of a
+    flood is reported once (by :class:`Reporter`'s key), and one line says
+    enough to find it (``ValueError: ... (netlog/levels.py:60 in level_from_number)``).
+    """
+    text = str(exc)
+    if len(text) > EXCEPTION_TEXT:
+        text = text[:EXCEPTION_TEXT] + "..."
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = f" ({last.filename}:{last.lineno} in {last.name})"
+    return f"{type(exc).__name__}: {text}{where}"
 
 
 class Reporter:
