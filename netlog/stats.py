@@ -10,6 +10,7 @@ What a problem counts as is decided here, once (``bad_frame``,
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,6 +38,18 @@ class Stats:
     """Bytes read, by listener (``log_tcp``, ``log_udp``, ``http``)."""
     http_requests: Counter[tuple[str, int]] = field(default_factory=Counter)
     """HTTP requests answered, by (route, status code)."""
+    kernel_dropped: Counter[str] = field(default_factory=Counter)
+    """Datagrams the kernel dropped for a full receive buffer, by listener
+    (``log_udp``, ``responder``): the socket's own count, set (not added to)
+    each time it is read."""
+    readers: list[Callable[[], None]] = field(default_factory=list)
+    """Called by :meth:`refresh`: each fetches a count kept outside the
+    process (the kernel's drops) into these counters."""
+
+    def refresh(self) -> None:
+        """Fetch the counts kept outside the process; call before reading them (``/metrics``)."""
+        for read in self.readers:
+            read()
 
     def bad_frame(self, reason: str) -> None:
         """Undecodable input was dropped: it is a bad frame, and it is lost."""
@@ -58,8 +71,13 @@ class Stats:
                 self.bad_frames[reason] += count
 
     def summary(self, written: int) -> str:
-        """The one line printed at exit."""
-        return (
+        """The one line printed at exit (the kernel's drops, by listener, when there were any)."""
+        line = (
             f"{written} records written, {sum(self.dropped.values())} dropped, "
             f"{sum(self.bad_frames.values())} bad frames"
         )
+        kernel = sum(self.kernel_dropped.values())
+        if kernel:
+            where = ", ".join(f"{name} {n}" for name, n in sorted(self.kernel_dropped.items()) if n)
+            line += f", {kernel} dropped by the kernel ({where})"
+        return line
