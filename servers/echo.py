@@ -63,6 +63,7 @@ class EchoConnection:
 
     __slots__ = (
         "closed",
+        "echoed",
         "eof",
         "fd",
         "last_active",
@@ -90,7 +91,9 @@ class EchoConnection:
         self.splicing = False
         self.eof = False
         self.closed = False
-        self.last_active = self.loop.now()
+        self.echoed = False
+        """Whether the client has sent anything: one that has is never shed."""
+        self.last_active: float = self.loop.now()
         self.fd = fd = sock.fileno()
         self.reader = self.loop.io(fd, _READ)
         self.writer = self.loop.io(fd, _WRITE)
@@ -120,6 +123,7 @@ class EchoConnection:
                 n = self._copy_more()
         if n:
             self.last_active = self.loop.now()
+            self.echoed = True
             self.splicing = SPLICE_MIN <= n <= SPLICE_MAX
 
     def _copy_more(self) -> int:
@@ -258,13 +262,20 @@ class EchoConnection:
         self.server.forget(self)
 
 
+def _last_active(connection: EchoConnection) -> float:
+    return connection.last_active
+
+
 class EchoServer(StreamServer):  # type: ignore[misc]
     """A StreamServer whose connections echo until EOF or ``idle_timeout``.
 
     Accepting stays gevent's; connections are handed to :class:`EchoConnection`
     instead of a greenlet.  ``max_connections`` caps the open connections:
-    while at the cap, the listener stops accepting and new clients wait in
-    the kernel's queue.
+    at the cap, a new client takes the place of the connection silent
+    longest among those that never sent a byte (idle connections must not
+    lock the port out: issue 15), and when every open connection has sent
+    something, the listener stops accepting and new clients wait in the
+    kernel's queue.
     """
 
     def __init__(
@@ -280,6 +291,8 @@ class EchoServer(StreamServer):  # type: ignore[misc]
         self._sweeper: gevent.Greenlet | None = None
         self.paused_full = 0
         """How many times the listener paused because the cap was reached."""
+        self.shed = 0
+        """Connections closed at the cap to make room for a new client."""
 
     def start(self) -> None:
         """Bind, listen, and start looking for silent connections."""
@@ -291,6 +304,10 @@ class EchoServer(StreamServer):  # type: ignore[misc]
 
     def do_read(self) -> tuple[Any, Any] | None:
         """Accept one connection and give it to an :class:`EchoConnection`."""
+        if len(self.connections) >= self.max_connections and not self._shed_idle():
+            self.paused_full += 1
+            self.stop_accepting()  # forget() starts accepting again
+            return None
         try:
             fd, _address = raw_accept(self.socket)
         except BlockingIOError:
@@ -304,10 +321,20 @@ class EchoServer(StreamServer):  # type: ignore[misc]
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connections.add(EchoConnection(self, sock))
-        if len(self.connections) >= self.max_connections:
-            self.paused_full += 1
-            self.stop_accepting()
         return None  # nothing for gevent to spawn
+
+    def _shed_idle(self) -> bool:
+        """At the cap: close the connection silent longest that never sent a byte.
+
+        Called only when a client is waiting at the cap, so the scan over the
+        open connections is paid per shed connection, never per echo.
+        """
+        idle = [c for c in self.connections if not c.echoed]
+        if not idle:
+            return False
+        min(idle, key=_last_active).close()
+        self.shed += 1
+        return True
 
     def take_pipe(self) -> Pipe | None:
         """An empty pipe for splicing, or ``None`` when none can be made."""
@@ -341,7 +368,7 @@ class EchoServer(StreamServer):  # type: ignore[misc]
     def forget(self, connection: EchoConnection) -> None:
         """A connection closed: make room for the next one."""
         self.connections.discard(connection)
-        if len(self.connections) < self.max_connections and not self.closed:
+        if not self.closed:
             self.start_accepting()
 
     def _sweep_forever(self) -> None:
