@@ -7,6 +7,20 @@ accept what is already queued in their backlog before they close, and open
 connections are read until EOF, until they fall quiet at a record boundary,
 or until the grace deadline, when whatever the kernel holds for them is read
 without waiting.
+
+What one connection may cost the others is bounded too:
+
+* an exception from decoding (a decoder bug; decoders should raise only
+  ``DecodeError``) costs that datagram, or that connection's undecodable
+  rest, never the listener or the drain: it is counted as the bad frame
+  ``internal_error`` and reported once, in one line;
+* when ``--max-connections`` are open and another connection waits, the
+  connection that has been silent longest among those that never sent a
+  record is closed to make room (counted ``notes["shed_idle"]``), so idle
+  connections cannot lock a real sender out;
+* the bytes of unfinished records held across all connections are bounded
+  (:data:`UNFINISHED_RECORDS` records of the largest size allowed): over
+  it, the connection holding the most is dropped (``dropped["memory_budget"]``).
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import socket
 import struct
 import termios
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import gevent
@@ -28,8 +43,9 @@ from netlog.decode.datagram import decode_datagram
 from netlog.decode.stream import StreamDecoder
 from netlog.errors import DecodeError
 from netlog.record import Record, format_peer
-from netlog.report import Reporter
+from netlog.report import Reporter, describe_exception
 from netlog.sinks.pipeline import Pipeline
+from netlog.stats import Stats
 from servers.gevent_private import accept_queued, handle_accepted, replace_full
 from servers.responder import FullDatagramServer
 
@@ -61,6 +77,31 @@ RECEIVE_BUFFER = 256 * 1024
 #: Seconds handlers get to decode their final reads after the grace: a
 #: safety bound only, never reached unless something is badly wrong.
 FINAL_DECODE_LIMIT = 60.0
+#: The bytes of unfinished records (half a line, half a frame) that all log
+#: connections together may hold: this many records of the largest size
+#: allowed (``max(--max-line, --max-frame)``), 64 MiB with the defaults.
+#: Without it, ``--max-connections`` connections trickling a byte at a time
+#: held ``--max-connections`` x ``--max-line`` (1,000 x 1 MiB took RSS to
+#: 1,146 MiB).
+UNFINISHED_RECORDS = 64
+
+
+class _Connection:
+    """What the server tracks of one log connection, for shedding and the memory budget."""
+
+    __slots__ = ("decoder", "greenlet", "held", "last_read")
+
+    def __init__(self, greenlet: gevent.Greenlet, decoder: StreamDecoder) -> None:
+        self.greenlet = greenlet
+        self.decoder = decoder
+        self.held = 0
+        """Bytes of an unfinished record the decoder held after the last read."""
+        self.last_read = time.monotonic()
+        """When it last sent something (or connected)."""
+
+
+def _held(connection: _Connection) -> int:
+    return connection.held
 
 
 class StartDrain(Exception):  # noqa: N818 - a signal thrown into a handler, not an error
@@ -69,6 +110,14 @@ class StartDrain(Exception):  # noqa: N818 - a signal thrown into a handler, not
 
 class DrainNow(Exception):  # noqa: N818 - same
     """Thrown into handlers when the grace period is over."""
+
+
+class Shed(Exception):  # noqa: N818 - same
+    """Thrown into an idle handler to make room for a waiting connection."""
+
+
+class OverBudget(Exception):  # noqa: N818 - same
+    """Thrown into the handler holding the most unfinished bytes when all hold too many."""
 
 
 def buffered_bytes(sock: Any) -> int:
@@ -139,7 +188,14 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self.max_line = max_line
         self.draining = False
         self.drain_deadline = math.inf
-        self._handlers: set[gevent.Greenlet] = set()
+        self.unfinished = 0
+        """Bytes of unfinished records held by all connections now."""
+        self.unfinished_budget = UNFINISHED_RECORDS * max(max_frame, max_line)
+        """Most bytes of unfinished records held before a connection is dropped."""
+        # Open connections by handler, oldest first; those that have not sent
+        # a record yet are also in _unproven (pruned lazily when shedding).
+        self._connections: dict[gevent.Greenlet, _Connection] = {}
+        self._unproven: dict[gevent.Greenlet, _Connection] = {}
         # gevent asks full() before each accept and stops accepting while it
         # says so: new connections then wait in the kernel's queue, silently.
         replace_full(self, self._full_and_watched)
@@ -156,16 +212,48 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         return True
 
     def _connection_waits(self) -> None:
-        """A connection arrived while every slot is taken: count it and say so."""
+        """A connection arrived while every slot is taken: make room, or count it and say so."""
         self._stop_wait_watcher()
         if not self.pool.full():
             return  # a slot came free first: gevent accepts it as usual
+        if not self.draining and self._shed_idle():
+            return  # its slot frees when it has closed: gevent accepts then
         self.stats.notes["max_connections"] += 1
         self.report(
             f"{self.pool.size} log connections open, the --max-connections limit: "
             "new ones wait in the kernel's queue",
             key="max_connections",
         )
+
+    def _shed_idle(self) -> bool:
+        """Close the connection silent longest among those that never sent a record.
+
+        rsyslog's imtcp refuses sessions beyond its limit; here the newcomer
+        may be the application that matters, and an idle connection that
+        never delivered anything is the likeliest attacker.  Connections
+        that did send a record (a quiet application's SocketHandler) are
+        never shed.  Runs once per connection that has to wait, never per
+        record; pruning the proven ones keeps it linear in the unproven.
+        """
+        unproven = self._unproven
+        victim = None
+        for key, connection in list(unproven.items()):
+            if connection.decoder.records:
+                del unproven[key]
+            elif victim is None or connection.last_read < victim.last_read:
+                victim = connection
+        if victim is None:
+            return False
+        del unproven[victim.greenlet]
+        self._connections.pop(victim.greenlet, None)
+        victim.greenlet.kill(Shed, block=False)
+        self.stats.notes["shed_idle"] += 1
+        self.report(
+            f"{self.pool.size} log connections open, the --max-connections limit: "
+            f"closed the one silent longest that never sent a record ({victim.decoder.peer})",
+            key="shed_idle",
+        )
+        return True
 
     def _stop_wait_watcher(self) -> None:
         watcher, self._wait_watcher = self._wait_watcher, None
@@ -185,24 +273,51 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     def handle(self, sock: Any, address: Any) -> None:
-        """Decode one connection until EOF, a fatal decode error, or shutdown."""
+        """Decode one connection until EOF, a fatal decode error, or shutdown.
+
+        Whatever goes wrong costs this connection at most: an unexpected
+        exception (a decoder bug) is counted and reported, never raised.
+        """
         me = gevent.getcurrent()
-        self._handlers.add(me)
-        self.stats.connections_total[self.name] += 1
-        self.stats.connections_open[self.name] += 1
         peer = format_peer(address)
         decoder = StreamDecoder(peer, max_frame=self.max_frame, max_line=self.max_line)
+        connection = _Connection(me, decoder)
+        self._connections[me] = connection
+        if not self.draining:
+            self._unproven[me] = connection
+        self.stats.connections_total[self.name] += 1
+        self.stats.connections_open[self.name] += 1
         try:
-            self._serve(sock, decoder)
+            self._serve(sock, connection)
         except DecodeError as exc:
             self.stats.bad_frame(exc.reason)
             self.report(f"log connection from {peer} closed: {exc}", key=exc.reason)
+        except Shed:
+            decoder.abandon()  # half a record held is lost: counted as truncated
+        except OverBudget:
+            self.stats.dropped["memory_budget"] += 1
+            self.report(
+                f"log connection from {peer} dropped: it held the most bytes of unfinished "
+                f"records when all connections held more than {self.unfinished_budget}",
+                key="memory_budget",
+            )
+        except (StartDrain, DrainNow):
+            pass  # arrived after it stopped reading: nothing left to do
+        except Exception as exc:  # noqa: BLE001 - one connection's bug must not cost more
+            self.stats.bad_frame("internal_error")
+            self.report(
+                f"log connection from {peer} closed: {describe_exception(exc)}",
+                key="internal_error",
+            )
         finally:
-            self._handlers.discard(me)
+            self._connections.pop(me, None)
+            self._unproven.pop(me, None)
+            self.unfinished -= connection.held
             self.stats.connections_open[self.name] -= 1
             self._account(decoder, peer)
 
-    def _serve(self, sock: Any, decoder: StreamDecoder) -> None:
+    def _serve(self, sock: Any, connection: _Connection) -> None:
+        decoder = connection.decoder
         draining = self.draining
         sock.settimeout(DRAIN_QUIET if draining else self.idle_timeout)
         if draining:
@@ -212,7 +327,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             if draining and time.monotonic() >= self.drain_deadline:
                 # Checked here, not only by the runner's timer: while every
                 # handler is busy, the hub runs that timer late.
-                self._final_read(sock, decoder)
+                self._final_read(sock, connection)
                 return
             try:
                 reads += 1
@@ -226,7 +341,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 _announce_shutdown(sock)
                 continue
             except DrainNow:
-                self._final_read(sock, decoder)
+                self._final_read(sock, connection)
                 return
             except TimeoutError:
                 if self._keep_silent_connection(decoder, draining):
@@ -237,26 +352,59 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 data = b""  # reset by peer: same as EOF for what we hold
             if data:
                 unyielded += len(data)
-                self._take(data, decoder)
+                connection.last_read = time.monotonic()
+                self._take(data, connection)
+                # Not kept while waiting for the next read: an idle
+                # connection would hold its last read (up to 256 KiB) besides
+                # what its decoder holds, outside the unfinished-bytes budget.
+                data = b""
             else:
                 self.pipeline.submit(decoder.feed(b""))
                 return
 
-    def _take(self, data: bytes, decoder: StreamDecoder) -> None:
-        """Decode bytes just read and hand the records on."""
+    def _take(self, data: bytes, connection: _Connection) -> None:
+        """Decode bytes just read, hand the records on, and keep the unfinished bytes in budget."""
+        decoder = connection.decoder
         self.stats.bytes_in[self.name] += len(data)
         records = decoder.feed(data)
         if records:
             self.pipeline.submit(records)
-            if decoder.error is not None:
-                raise decoder.error
+        held = decoder.pending
+        if held != connection.held:
+            self.unfinished += held - connection.held
+            connection.held = held
+            if self.unfinished > self.unfinished_budget:
+                self._over_budget()
+        if records and decoder.error is not None:
+            raise decoder.error
 
-    def _final_read(self, sock: Any, decoder: StreamDecoder) -> None:
+    def _over_budget(self) -> None:
+        """Drop the connections holding the most unfinished bytes until all hold few enough.
+
+        Runs only when the budget is exceeded: one pass over the open
+        connections per connection dropped.
+        """
+        me = gevent.getcurrent()
+        while self.unfinished > self.unfinished_budget:
+            victim = max(self._connections.values(), key=_held, default=None)
+            if victim is None or not victim.held:
+                return  # what is held belongs to final reads, about to end
+            # Its bytes are as good as freed: no other connection pays for them.
+            self.unfinished -= victim.held
+            victim.held = 0
+            self._connections.pop(victim.greenlet, None)
+            self._unproven.pop(victim.greenlet, None)
+            if victim.greenlet is me:
+                raise OverBudget
+            victim.greenlet.kill(OverBudget, block=False)
+
+    def _final_read(self, sock: Any, connection: _Connection) -> None:
         """The grace is over: decode what the kernel holds, then give up on the rest."""
+        decoder = connection.decoder
         # Out of the set the runner signals, so no DrainNow is sent from now
         # on; one sent just before (the handler saw the deadline itself at
         # the same moment) is absorbed at the only switch point below.
-        self._handlers.discard(gevent.getcurrent())
+        self._connections.pop(gevent.getcurrent(), None)
         data = read_buffered(sock)
         # Close before decoding: the peer stops sending at once (it gets a
         # reset) instead of competing for the CPU, and every other handler
@@ -267,7 +415,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         with contextlib.suppress(DrainNow):
             gevent.sleep(0)
         if data:  # b"" would mean EOF to the decoder
-            self._take(data, decoder)
+            self._take(data, connection)
         # The peer did not close: what is left is half a record.
         decoder.abandon()
 
@@ -313,13 +461,13 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
     def start_drain(self, deadline: float) -> None:
         """Tell running handlers that shutdown has begun and when the grace ends."""
         self.drain_deadline = deadline
-        for handler in list(self._handlers):
+        for handler in list(self._connections):
             handler.kill(StartDrain, block=False)
 
     def finish_drain(self, deadline: float) -> None:
         """Wait for handlers until ``deadline``, then make them read what is buffered."""
         self.pool.join(timeout=max(0.0, deadline - time.monotonic()))
-        for handler in list(self._handlers):
+        for handler in list(self._connections):
             handler.kill(DrainNow, block=False)
         # Handlers now only decode what they hold (their sockets are closed),
         # which takes a while for a large backlog on a slow machine; killing
@@ -332,6 +480,7 @@ class LogDatagramServer(FullDatagramServer):
     """Log records over UDP, one per datagram; never replies to anything."""
 
     name = "log_udp"
+    stats: Stats
 
     def __init__(
         self, listener: tuple[str, int], pipeline: Pipeline, report: Reporter, *, max_frame: int
@@ -346,33 +495,61 @@ class LogDatagramServer(FullDatagramServer):
         """Decode one datagram inline: no greenlet per datagram."""
         record = self._decode(data, address)
         if record is not None:
-            self.pipeline.submit((record,))
+            self._submit((record,))
 
     def _decode(self, data: bytes, address: Any) -> Record | None:
+        """One datagram's record, or ``None``: whatever happens costs this datagram only."""
         self.stats.bytes_in[self.name] += len(data)
         peer = format_peer(address)
         try:
-            return decode_datagram(data, peer, time.time(), max_frame=self.max_frame)
+            return decode_datagram(
+                data, peer, time.time(), max_frame=self.max_frame, notes=self.stats.notes
+            )
         except DecodeError as exc:
             self.stats.bad_frame(exc.reason)
             self.report(f"log datagram from {peer} dropped: {exc}", key=f"udp:{exc.reason}")
-            return None
+        except Exception as exc:  # noqa: BLE001 - a decoder bug costs one datagram, no more
+            # Not raised: gevent would print a traceback per datagram and
+            # pause reading (its accept back-off), and at shutdown the
+            # drain would end there.
+            self.stats.bad_frame("internal_error")
+            self.report(
+                f"log datagram from {peer} dropped: {describe_exception(exc)}",
+                key="udp:internal_error",
+            )
+        return None
+
+    def _submit(self, records: Sequence[Record]) -> None:
+        """Hand records on; a failure there is counted and reported, never raised."""
+        try:
+            self.pipeline.submit(records)
+        except Exception as exc:  # noqa: BLE001 - same reason as in _decode
+            self.stats.dropped["internal_error"] += len(records)
+            self.report(
+                f"{len(records)} log datagrams lost: {describe_exception(exc)}",
+                key="udp:submit_error",
+            )
 
     def drain_and_close(self) -> None:
-        """Decode every datagram already queued on the socket, then close it."""
+        """Decode every datagram already queued on the socket, then close it.
+
+        Never raises: the rest of the shutdown must run whatever a datagram holds.
+        """
         records = []
-        while True:
-            try:
-                item = self.do_read()
-            except OSError:
-                break
-            if item is None:
-                break
-            record = self._decode(*item)
-            if record is not None:
-                records.append(record)
-        self.pipeline.submit(records)
-        self.close()
+        try:
+            while True:
+                try:
+                    item = self.do_read()
+                except OSError:
+                    break
+                if item is None:
+                    break
+                record = self._decode(*item)
+                if record is not None:
+                    records.append(record)
+            self._submit(records)
+        finally:
+            self.close()
 
 
 def close_quietly(server: Any) -> None:
@@ -382,9 +559,12 @@ def close_quietly(server: Any) -> None:
 
 
 __all__ = [
+    "UNFINISHED_RECORDS",
     "DrainNow",
     "LogDatagramServer",
     "LogStreamServer",
+    "OverBudget",
+    "Shed",
     "StartDrain",
     "close_quietly",
     "read_buffered",
