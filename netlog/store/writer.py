@@ -489,8 +489,8 @@ class JsonlFileSink:
         """
         try:
             st = self.path.stat()
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # the file, or its dir, is gone
         except OSError:
             return True  # cannot tell (EACCES on the dir...): write on
         else:
@@ -512,7 +512,7 @@ class JsonlFileSink:
     def _reopen(self) -> None:
         """Open ``records.jsonl`` afresh (creating the dir and lock if gone) and switch to it."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        if not (self.directory / LOCK_NAME).exists():
+        if not self._holds_lock_file():
             # The dir was deleted with its lock file: take a new one, so a
             # second server started now still finds the dir in use.
             old_lock, self._lock_fd = self._lock_fd, None
@@ -532,6 +532,17 @@ class JsonlFileSink:
                 os.close(old_fd)
             except OSError as exc:
                 self._failed("close", exc, blocking=False)
+
+    def _holds_lock_file(self) -> bool:
+        """Whether ``<log-dir>/.lock`` is still the file this sink has locked."""
+        if self._lock_fd is None:
+            return False
+        try:
+            st = (self.directory / LOCK_NAME).stat()
+        except OSError:
+            return False
+        own = os.fstat(self._lock_fd)
+        return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
     def reopen(self) -> None:
         """Write what is queued, then reopen ``records.jsonl`` (SIGHUP: logrotate); never raises.

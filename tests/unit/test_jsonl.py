@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -505,6 +506,80 @@ class TestDeletedWhileOpen:
         sink.close()
         assert read_ids(tmp_path / "rotated") == [0, 1]
         assert read_ids(tmp_path / FILE_NAME) == [2]
+
+    def test_cannot_recreate_keeps_the_lines_queued(self, tmp_path, reports, reporter):
+        directory = tmp_path / "logs"
+        sink = JsonlFileSink(directory, report=reporter)
+        sink.open()
+        shutil.rmtree(directory)
+        directory.write_text("a file where the dir was")
+        sink.write(rec(i) for i in range(3))
+        sink.flush()
+        assert sink.pending_lines == 3
+        assert sink.write_errors == 1
+        assert any("cannot recreate" in r for r in reports)
+        directory.unlink()
+        sink.flush()
+        assert read_ids(directory / FILE_NAME) == [0, 1, 2]
+        assert any("again after 1 failed attempt" in r for r in reports)
+        sink.close()
+
+    def test_recreated_dir_locked_by_another(self, tmp_path, reports, reporter):
+        directory = tmp_path / "logs"
+        sink = JsonlFileSink(directory, report=reporter)
+        sink.open()
+        shutil.rmtree(directory)
+        other = JsonlFileSink(directory)
+        other.open()  # a second server started on the empty dir
+        sink.write([rec(0)])
+        sink.flush()
+        assert any("both are writing it now" in r for r in reports)
+        other.close()
+        sink.close()
+
+    def test_reopen_failure_is_reported_and_writing_goes_on(self, tmp_path, reports, reporter):
+        directory = tmp_path / "logs"
+        sink = JsonlFileSink(directory, report=reporter)
+        sink.open()
+        shutil.rmtree(directory)
+        directory.write_text("a file where the dir was")
+        sink.write([rec(0)])
+        sink.reopen()
+        assert any("cannot reopen" in r for r in reports)
+        assert sink.written == 1  # into the file still open: reopen does not lose it
+        directory.unlink()
+        sink.close()
+
+
+class TestTornTailOnFullDisk:
+    """Issue 15 item 11, the edges: a huge torn tail, and a disk that never frees."""
+
+    @staticmethod
+    def no_space(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def test_torn_bytes_lost_only_if_the_disk_never_frees(
+        self, tmp_path, reports, reporter, monkeypatch
+    ):
+        (tmp_path / FILE_NAME).write_bytes(encode_line(rec(0)) + b"torn")
+        monkeypatch.setattr(writer, "_copy_range", self.no_space)
+        monkeypatch.setattr(writer, "_write_all", self.no_space)
+        sink = JsonlFileSink(tmp_path, report=reporter)
+        sink.open()
+        sink.close()
+        assert any("4 torn bytes" in r and "lost" in r for r in reports)
+
+    def test_too_large_to_hold_in_memory_fails_the_start(self, tmp_path, monkeypatch):
+        (tmp_path / FILE_NAME).write_bytes(b"x" * 100)
+        monkeypatch.setattr(writer, "_copy_range", self.no_space)
+        monkeypatch.setattr(writer, "_TORN_IN_MEMORY", 10)
+        with pytest.raises(OSError, match="No space"):
+            JsonlFileSink(tmp_path).open()
+        assert (tmp_path / FILE_NAME).stat().st_size == 100  # untouched
+        monkeypatch.undo()
+        sink = JsonlFileSink(tmp_path)
+        sink.open()  # the lock was released
+        sink.close()
 
 
 class TestRotatedPaths:
