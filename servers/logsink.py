@@ -295,6 +295,16 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         except Shed:
             decoder.abandon()  # half a record held is lost: counted as truncated
         except OverBudget:
+            # abandon() frees the buffered bytes now: the decoder sits in a
+            # reference cycle, so letting it go frees them only at the next
+            # gc, and until then every connection dropped kept its bytes
+            # (RSS grew with each one).  The half record is counted once,
+            # as memory_budget, not also as truncated.
+            truncated = decoder.dropped["truncated"]
+            decoder.abandon()
+            decoder.dropped["truncated"] = truncated
+            if not truncated:
+                del decoder.dropped["truncated"]
             self.stats.dropped["memory_budget"] += 1
             self.report(
                 f"log connection from {peer} dropped: it held the most bytes of unfinished "
