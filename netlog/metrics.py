@@ -84,6 +84,10 @@ class FeedCounts(Protocol):
     def subscribers(self) -> int: ...
     @property
     def dropped(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+    @property
+    def recent_bytes(self) -> int: ...
 
 
 class Metrics:
@@ -232,4 +236,15 @@ class _Collector(Collector):
                 "netlog_viewer_dropped_records",
                 "Records not sent to viewer pages too slow to take them.",
                 m.feed.dropped,
+            )
+            yield _single(
+                "netlog_viewer_refused",
+                "Viewer pages refused (503) because the most served at once were open.",
+                m.feed.refused,
+            )
+            yield _single(
+                "netlog_viewer_recent_bytes",
+                "Bytes of the recent records the viewer keeps for new pages.",
+                m.feed.recent_bytes,
+                gauge=True,
             )

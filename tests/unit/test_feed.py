@@ -5,7 +5,16 @@ from netlog.sinks.encode import encode_line
 from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
 from netlog.viewer import load_assets
-from netlog.viewer.feed import MAX_PER_MESSAGE, RecordFeed, sse_dropped, sse_records
+from netlog.viewer.feed import (
+    DISPLAY_BYTES,
+    MAX_PER_MESSAGE,
+    MESSAGE_BYTES,
+    RecordFeed,
+    shown_line,
+    sse_dropped,
+    sse_messages,
+    sse_records,
+)
 
 
 def rec(i, message=None):
@@ -83,7 +92,8 @@ class TestRecordFeed:
     def test_slow_subscriber_loses_oldest_and_is_told(self):
         feed = RecordFeed(backlog=4)
         sub, _ = feed.subscribe(Wakes())
-        write(feed, [rec(i) for i in range(10)])
+        write(feed, [rec(i) for i in range(7)])
+        write(feed, [rec(i) for i in range(7, 10)])
         lines, last, dropped = sub.take()
         assert messages(lines) == ["m6", "m7", "m8", "m9"]
         assert (last, dropped) == (10, 6)
@@ -130,15 +140,95 @@ class TestRecordFeed:
         assert console.lines == files.lines
 
     def test_pages_get_the_pipelines_lines(self):
-        """The feed sends the very line the file gets, without its newline."""
+        """The feed keeps the very line the file gets (the same object, not a copy)."""
         feed = RecordFeed()
         sub, _ = feed.subscribe(Wakes())
-        pipeline = Pipeline(NullSink(), NullSink(), Stats(), [feed])
+        files = NullSink()
+        pipeline = Pipeline(files, NullSink(), Stats(), [feed])
         pipeline.submit([rec(1)])
         lines, _, _ = sub.take()
-        assert lines == [encode_line(rec(1))[:-1]]
+        assert lines == [encode_line(rec(1))]
+        assert lines[0] is files.lines[0]
         _, first = feed.subscribe(Wakes())
         assert first == lines
+        assert first[0] is lines[0]
+        assert sse_records(first, 1).endswith(b"}]\n\n")  # the newline is not in the event
+
+
+class TestBytes:
+    """Issue 15, item 4: the feed and each page are bounded in bytes, and big records are cut."""
+
+    def test_recent_records_are_bounded_in_bytes(self):
+        feed = RecordFeed(recent=200, recent_bytes=10_000, backlog_bytes=10_000)
+        for i in range(30):
+            write(feed, [rec(i, "x" * 1000)])
+        _, first = feed.subscribe(Wakes())
+        assert sum(map(len, first)) <= 10_000
+        assert messages(first)[-1] == "x" * 1000
+        assert feed.recent_bytes <= 10_000
+        assert len(first) == 10_000 // len(first[0])
+
+    def test_one_batch_over_the_bound_keeps_its_newest(self):
+        feed = RecordFeed(recent=200, recent_bytes=5_000, backlog_bytes=5_000)
+        write(feed, [rec(i, "y" * 1000) for i in range(20)])
+        _, first = feed.subscribe(Wakes())
+        assert [json.loads(line)["fields"]["i"] for line in first] == [16, 17, 18, 19]
+
+    def test_slow_page_is_bounded_in_bytes_and_told(self):
+        feed = RecordFeed(backlog=5000, backlog_bytes=20_000)
+        sub, _ = feed.subscribe(Wakes())
+        for i in range(100):
+            write(feed, [rec(i, "z" * 1000)])
+        lines, last, dropped = sub.take()
+        assert sum(map(len, lines)) <= 20_000
+        assert len(lines) + dropped == 100
+        assert last == 100
+        assert json.loads(lines[-1])["fields"]["i"] == 99
+        assert feed.dropped == dropped > 0
+
+    def test_big_records_are_cut_for_display_and_marked(self):
+        feed = RecordFeed()
+        sub, _ = feed.subscribe(Wakes())
+        big = rec(1, "m" * (10 << 20))
+        line = encode_line(big)
+        feed.write_batch([big, rec(2)], [line, encode_line(rec(2))])
+        shown = [json.loads(x) for x in sub.take()[0]]
+        assert len(json.dumps(shown[0])) <= DISPLAY_BYTES + 100
+        assert shown[0]["truncated"] == len(line)
+        assert shown[0]["message"].startswith("mmmm")
+        assert shown[0]["fields"] == {"i": 1}
+        assert "truncated" not in shown[1]
+
+    def test_cut_survives_escapes_and_huge_names_and_fields(self):
+        hostile = rec(1, "\x1b" * 100_000)._replace(
+            logger="L" * 100_000, fields={"f": "v" * 100_000}, exc="\x00" * 100_000
+        )
+        line = encode_line(hostile)
+        shown = shown_line(hostile, line)
+        assert len(shown) <= DISPLAY_BYTES + 100
+        value = json.loads(shown)
+        assert value["truncated"] == len(line)
+        assert value["fields"] == {}
+        assert shown_line(rec(2), encode_line(rec(2))) == encode_line(rec(2))
+
+    def test_pages_are_capped(self):
+        feed = RecordFeed(max_subscribers=2)
+        feed.subscribe(Wakes())
+        assert not feed.full
+        feed.subscribe(Wakes())
+        assert feed.full
+        feed.refuse()
+        assert feed.refused == 1
+
+    def test_messages_are_bounded_in_bytes(self):
+        lines = [b'{"m":"%b"}\n' % (b"a" * 30_000) for _ in range(5)]
+        events = list(sse_messages(lines, 5))
+        assert len(events) == 3  # two lines of 30 KB fit in 64 KiB
+        assert all(len(e) <= MESSAGE_BYTES + 100 for e in events)
+        assert [e.split(b"\n", 1)[0] for e in events] == [b"id: 2", b"id: 4", b"id: 5"]
+        assert b"".join(events) == sse_records(lines, 5)
+        (alone,) = sse_messages([b"x" * 100_000], 1)  # one line larger than a message
+        assert alone.count(b"\n") == 4
 
 
 class TestServerSentEvents:

@@ -62,7 +62,7 @@ class TestMetrics:
         metrics = Metrics(Stats())
         metrics.files = SimpleNamespace(written=10, dropped=2, write_errors=1, pending_bytes=512)
         metrics.responder = SimpleNamespace(answered=4, rate_limited=2, refused=1)
-        metrics.feed = SimpleNamespace(subscribers=3, dropped=8)
+        metrics.feed = SimpleNamespace(subscribers=3, dropped=8, refused=5, recent_bytes=4096)
         metrics.flush_seconds.observe(0.002)
         found = samples(metrics)
         assert value(found, "netlog_records_written_total") == 10
@@ -74,6 +74,8 @@ class TestMetrics:
         assert value(found, "netlog_probes_total", outcome="refused") == 1
         assert value(found, "netlog_viewer_clients") == 3
         assert value(found, "netlog_viewer_dropped_records_total") == 8
+        assert value(found, "netlog_viewer_refused_total") == 5
+        assert value(found, "netlog_viewer_recent_bytes") == 4096
         assert value(found, "netlog_flush_seconds_count") == 1
         assert value(found, "netlog_flush_seconds_bucket", le="0.0025") == 1
         assert value(found, "netlog_flush_seconds_bucket", le="0.001") == 0
