@@ -15,14 +15,35 @@ One ``gevent.pywsgi.WSGIServer`` in the serving process.  Routes:
 
 At shutdown, :meth:`HttpServer.shutdown` ends every event stream, closes
 idle keep-alive connections at once and gives requests in flight a moment.
+
+What an attacker can do to the port is bounded (issue 15, items 5 and 13):
+
+* A request's line and headers must arrive within :data:`HEADER_TIMEOUT`
+  (or ``--idle-timeout`` when shorter) of their first byte, whatever the
+  pace (nginx ``client_header_timeout``, Go ``ReadHeaderTimeout``): 408.
+* The header fields may total :data:`MAX_HEADER_BYTES` in at most
+  :data:`MAX_HEADER_FIELDS` lines (pywsgi bounds the request line itself at
+  ``MAX_REQUEST_LINE``): 431 beyond.
+* When every ``--max-connections`` slot is taken and another connection
+  arrives, the connection that has waited longest for its request (an idle
+  keep-alive one, or one still sending its headers) is closed to make room,
+  so ``/health`` always gets in; counted in ``notes["http_shed"]``.
+* ``/events`` serves at most :data:`~netlog.viewer.feed.MAX_SUBSCRIBERS`
+  pages; more get 503.
+* Ambiguous framing (RFC 9112 6.3: ``Content-Length`` with
+  ``Transfer-Encoding``, several or malformed ``Content-Length`` values,
+  a transfer coding other than ``chunked``, whitespace before a colon,
+  folded or NUL-bearing header lines) is refused, 400 or 501, and the
+  connection is closed, so nothing after it is read as a request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -40,16 +61,24 @@ from netlog.record import format_peer
 from netlog.report import Reporter
 from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
-from netlog.viewer.feed import Subscriber, sse_dropped, sse_records
-from servers.gevent_private import forget_body
+from netlog.viewer.feed import Subscriber, sse_dropped, sse_messages
+from servers.gevent_private import forget_body, replace_full
 
-__all__ = ["HEARTBEAT", "HttpServer"]
+__all__ = ["HEADER_TIMEOUT", "HEARTBEAT", "MAX_HEADER_BYTES", "MAX_HEADER_FIELDS", "HttpServer"]
 
 #: Seconds between comments on a quiet event stream; also how soon a page
 #: that went away is noticed.
 HEARTBEAT: Final = 15.0
 #: Seconds a stream waits after a wake-up, so a burst goes out as one message.
 COALESCE: Final = 0.05
+
+#: Seconds a request's line and headers may take from their first byte
+#: (never more than ``--idle-timeout``).
+HEADER_TIMEOUT: Final = 10.0
+#: Bytes of header fields one request may carry (the request line apart).
+MAX_HEADER_BYTES: Final = 64 * 1024
+#: Header field lines one request may carry.
+MAX_HEADER_FIELDS: Final = 100
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 Response = tuple[int, list[tuple[str, str]], Iterable[bytes]]
@@ -67,6 +96,77 @@ _PAGE_HEADERS: Final = [
 ]
 _NO_STORE: Final = ("Cache-Control", "no-store")
 _SOCKET_REPR: Final = re.compile(r"^<[^>]*>: ")
+#: One header field line (RFC 9110 5.1, 5.5): a token, a colon right after
+#: it, a value without CR, LF or NUL, then the line end.  Rejects whitespace
+#: before the colon and obs-fold continuation lines (RFC 9112 5.1, 5.2).
+_FIELD_LINE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*\r?\n\Z")
+_DIGITS: Final = re.compile(r"[0-9]+\Z")
+
+
+class _Refused(BaseException):
+    """A request refused before the application runs: answer ``status`` and close.
+
+    A ``BaseException``, like gevent's ``Timeout``, so that it passes pywsgi's
+    ``except Exception`` around ``read_request`` (which would answer 400 and,
+    for anything but a ``ValueError``, print a traceback) and reaches
+    :meth:`_Handler.handle_one_request`.
+    """
+
+    def __init__(self, status: int, reason: str, note: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.note = note
+
+    def response(self) -> bytes:
+        body = self.reason.encode("latin-1", "replace") + b"\n"
+        phrase = HTTPStatus(self.status).phrase.encode()
+        return (
+            b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
+            % (self.status, phrase, len(body), body)
+        )
+
+
+def _read_header_block(rfile: Any) -> bytes:
+    """The header field lines up to the blank line, bounded in size and count, each well formed."""
+    lines: list[bytes] = []
+    size = 0
+    while True:
+        line: bytes = rfile.readline(MAX_HEADER_BYTES - size + 1)
+        size += len(line)
+        if line in (b"\r\n", b"\n"):
+            lines.append(line)
+            return b"".join(lines)
+        if size > MAX_HEADER_BYTES or len(lines) >= MAX_HEADER_FIELDS:
+            raise _Refused(
+                431,
+                f"the headers pass {MAX_HEADER_BYTES} bytes or {MAX_HEADER_FIELDS} fields",
+                "http_header_too_large",
+            )
+        if not line.endswith(b"\n"):
+            raise _Refused(400, "the headers end before their blank line", "http_header_cut")
+        if _FIELD_LINE.match(line) is None:
+            raise _Refused(400, "a malformed header field line", "http_bad_framing")
+        lines.append(line)
+
+
+def _check_framing(headers: Any, version: str) -> None:
+    """Refuse what two parsers could frame differently (RFC 9112 6.1, 6.3)."""
+    codings = headers.get_all("transfer-encoding")
+    lengths = headers.get_all("content-length")
+    if codings is not None:
+        if lengths is not None:
+            raise _Refused(400, "Content-Length with Transfer-Encoding", "http_bad_framing")
+        if version != "HTTP/1.1":
+            raise _Refused(400, f"Transfer-Encoding in an {version} request", "http_bad_framing")
+        names = [name.strip().lower() for value in codings for name in value.split(",")]
+        if names != ["chunked"]:
+            raise _Refused(
+                501, f"transfer coding {', '.join(names)!r}: only chunked", "http_bad_framing"
+            )
+    elif lengths is not None and (len(lengths) != 1 or not _DIGITS.match(lengths[0].strip())):
+        raise _Refused(400, "Content-Length must be one decimal number", "http_bad_framing")
 
 
 def _text(status: int, text: str, *extra: tuple[str, str]) -> Response:
@@ -107,18 +207,60 @@ class _ErrorLog:
 
 
 class _Handler(WSGIHandler):  # type: ignore[misc]
-    """pywsgi's handler, noting when a connection idles between requests."""
+    """pywsgi's handler with the header bounds, noting when a connection waits for a request.
+
+    A connection waits from the moment it asks for a request line until its
+    headers are complete; while it does, it is in ``server.waiting`` (oldest
+    first), where shutdown and a full pool may close it.
+    """
+
+    _deadline: Any = None
+
+    def handle_one_request(self) -> Any:
+        try:
+            return super().handle_one_request()
+        except _Refused as refused:
+            server: HttpServer = self.server
+            server.refused(refused)
+            return str(refused.status), refused.response()
+        finally:
+            self._headers_done()
 
     def read_requestline(self) -> str:
         server: HttpServer = self.server
         if server.stopping:
             return ""  # ends a keep-alive connection instead of waiting
-        me = gevent.getcurrent()
-        server.idle.add(me)
-        try:
-            return str(super().read_requestline())
-        finally:
-            server.idle.discard(me)
+        server.waiting[gevent.getcurrent()] = None
+        # Between requests only the idle timeout applies, per read; from the
+        # first byte of a request, its line and headers have HEADER_TIMEOUT.
+        if not self.rfile.peek(1):
+            return ""
+        self._deadline = gevent.Timeout.start_new(
+            server.header_timeout,
+            _Refused(408, "the request headers took too long", "http_header_timeout"),
+        )
+        return str(super().read_requestline())
+
+    def MessageClass(self, fp: Any, *args: Any) -> Any:  # noqa: N802 - pywsgi's name
+        """The headers, read within their bounds, then parsed and checked as pywsgi would not."""
+        data = _read_header_block(fp)
+        self._headers_done()
+        headers = super().MessageClass(io.BytesIO(data), *args)
+        _check_framing(headers, self.request_version)
+        return headers
+
+    def get_environ(self) -> Any:
+        """The environ pywsgi builds, plus the connection's socket for ``/events`` to watch."""
+        environ = super().get_environ()
+        environ["netlog.socket"] = self.socket
+        return environ
+
+    def _headers_done(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None:
+            deadline.close()
+        server: HttpServer = self.server
+        server.waiting.pop(gevent.getcurrent(), None)
 
 
 class HttpServer(WSGIServer):  # type: ignore[misc]
@@ -158,12 +300,62 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.idle_timeout = idle_timeout
         self.max_frame = max_frame
         self.max_body = max_body
+        self.header_timeout = min(HEADER_TIMEOUT, idle_timeout)
         self.draining = False
         """Set when shutdown begins: ``/health`` answers 503."""
         self.stopping = False
         """Set when the listener closes: keep-alive connections end."""
-        self.idle: set[gevent.Greenlet] = set()
+        self.waiting: dict[gevent.Greenlet, None] = {}
+        """Connections waiting for a request or reading its headers, oldest first."""
         self._assets = load_assets()
+        # gevent asks full() before each accept and stops accepting while it
+        # says so; then the first connection to arrive makes room.
+        replace_full(self, self._full_and_watched)
+        self._wait_watcher: Any = None
+
+    def _full_and_watched(self) -> bool:
+        """``pool.full()``; while full, watch for a connection that has to wait."""
+        if not self.pool.full():
+            return False
+        if self._wait_watcher is None and not self.closed:
+            watcher = self.loop.io(self.socket.fileno(), 1)  # 1: readable
+            watcher.start(self._make_room)
+            self._wait_watcher = watcher
+        return True
+
+    def _make_room(self) -> None:
+        """A connection arrived while every slot is taken: close the one waiting longest.
+
+        Only a connection that has no request in progress (idle, or still
+        sending its headers) is closed; gevent accepts the new one when its
+        slot frees.  With none, the new one waits in the kernel's queue.
+        """
+        self._stop_wait_watcher()
+        if not self.pool.full() or not self.waiting:
+            return
+        oldest = next(iter(self.waiting))
+        del self.waiting[oldest]
+        oldest.kill(block=False)
+        self.stats.notes["http_shed"] += 1
+        self.report(
+            f"{self.pool.size} HTTP connections open, the --max-connections limit: "
+            "closing the ones that wait longest for a request",
+            key="http:shed",
+        )
+
+    def _stop_wait_watcher(self) -> None:
+        watcher, self._wait_watcher = self._wait_watcher, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+
+    def refused(self, refused: _Refused) -> None:
+        """Count a request refused before the application (bad framing, header bounds)."""
+        if refused.note == "http_bad_framing":
+            self.stats.bad_frame(refused.note)
+        else:
+            self.stats.notes[refused.note] += 1
+        self.stats.http_requests[("refused", refused.status)] += 1
 
     # -- connections ---------------------------------------------------------
 
@@ -189,9 +381,10 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         """Close the listener, end event streams and idle connections, wait for the rest."""
         self.begin_drain()
         self.stopping = True
+        self._stop_wait_watcher()
         self.close()
         self.feed.close()
-        for greenlet in list(self.idle):
+        for greenlet in list(self.waiting):
             greenlet.kill(block=False)
         self.pool.join(timeout=timeout)
         self.pool.kill(block=True, timeout=1.0)
@@ -290,7 +483,9 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             content_type = environ.get("CONTENT_TYPE")
         self.stats.bytes_in[self.name] += len(data)
         try:
-            records = decode_body(data, content_type, peer, received, max_frame=self.max_frame)
+            records = decode_body(
+                data, content_type, peer, received, max_frame=self.max_frame, notes=self.stats.notes
+            )
         except DecodeError as exc:
             self._count_bad(exc.reason)
             status = 415 if exc.reason == "unsupported_media_type" else 400
@@ -322,6 +517,14 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
     # -- GET /events -----------------------------------------------------------
 
     def _events(self, environ: dict[str, Any], _method: str, _path: str) -> Response:
+        if self.feed.full:
+            self.feed.refuse()
+            return _text(
+                503,
+                f"{self.feed.max_subscribers} viewer pages are open, the most served at once",
+                ("Retry-After", "10"),
+                ("Connection", "close"),
+            )
         last_seen: int | None = None
         raw = environ.get("HTTP_LAST_EVENT_ID")
         if raw:
@@ -336,12 +539,27 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             _NO_STORE,
             ("X-Accel-Buffering", "no"),
         ]
-        return 200, headers, self._stream(subscriber, first, wake)
+        return 200, headers, self._stream(subscriber, first, wake, environ.get("netlog.socket"))
 
-    def _stream(self, subscriber: Subscriber, first: list[bytes], wake: Any) -> Iterator[bytes]:
-        """The event stream of one page; ends at shutdown or when the page goes away."""
+    def _stream(
+        self, subscriber: Subscriber, first: Sequence[bytes], wake: Any, sock: Any
+    ) -> Iterator[bytes]:
+        """The event stream of one page; ends at shutdown or when the page goes away.
+
+        Messages are made one at a time from references to the feed's lines:
+        a page that does not read holds one message, never its whole backlog.
+        A page sends nothing after its request, so its socket turning
+        readable means it left (or misbehaves): the stream ends then, not at
+        the next heartbeat, and its place among the viewers frees at once.
+        """
+        watcher = None
+        if sock is not None:
+            watcher = self.loop.io(sock.fileno(), 1)  # 1: readable
+            watcher.start(self._page_left, subscriber, wake)
         try:
-            yield b"retry: 2000\n\n" + sse_records(first, subscriber.last_seq)
+            yield b"retry: 2000\n\n"
+            yield from sse_messages(first, subscriber.last_seq)
+            del first
             while not subscriber.closed:
                 woke = wake.wait(HEARTBEAT)
                 wake.clear()
@@ -352,9 +570,17 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
                     continue
                 gevent.sleep(COALESCE)
                 lines, last_seq, dropped = subscriber.take()
-                chunk = (sse_dropped(dropped) if dropped else b"") + sse_records(lines, last_seq)
-                if chunk:
-                    yield chunk
+                if dropped:
+                    yield sse_dropped(dropped)
+                yield from sse_messages(lines, last_seq)
+                del lines
             yield b"event: bye\ndata: {}\n\n"
         finally:
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
             self.feed.unsubscribe(subscriber)
+
+    def _page_left(self, subscriber: Subscriber, wake: Any) -> None:
+        self.feed.unsubscribe(subscriber)
+        wake.set()

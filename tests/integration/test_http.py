@@ -246,6 +246,12 @@ class TestHealth:
 class TestMetrics:
     """GET /metrics: Prometheus text whose counters match what was sent."""
 
+    def test_http_text_counts_invalid_utf8_like_tcp(self, netlog):
+        status, _, _ = post(netlog, b"caf\xe9 ok\n", "text/plain")
+        assert status == 202
+        assert netlog.wait_records(1)[0]["message"] == "caf\\xe9 ok"
+        assert metric(metric_values(netlog), "netlog_notes_total", reason="invalid_utf8") == 1
+
     def test_counters_match_traffic(self, netlog_factory):
         server = netlog_factory("--echo-port", "-1")
         handler = logging.handlers.SocketHandler(*server.address("log_tcp"))
