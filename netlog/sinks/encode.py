@@ -15,10 +15,10 @@ from typing import Any, Final
 
 import orjson
 
-from netlog.record import Record, rfc3339
+from netlog.record import ID_LENGTH, Record, rfc3339
 from netlog.sinks.safe_text import UNSAFE_JSON_BYTES, json_escape_match
 
-__all__ = ["encode_line", "format_time", "sanitize"]
+__all__ = ["encode_line", "format_time", "line_id", "sanitize"]
 
 _NEWLINE: Final = b"\n"
 
@@ -85,16 +85,21 @@ def format_time(ts: float) -> str:
         return _EPOCH
 
 
-def encode_line(record: Record) -> bytes:
+def encode_line(record: Record, new: str = "") -> bytes:
     r"""Encode *record* as one UTF-8 JSON line ending in ``b"\n"``.
 
     Keys follow DESIGN.md's order; ``exc`` is left out when there is none.
+    ``id`` is the record's own when it has one (forwarded from another
+    netlog), else ``new`` (the pipeline passes :func:`~netlog.record.new_id`'s),
+    and left out when both are empty, so the function stays pure: the same
+    record and arguments give the same line.  It comes last, where
+    :func:`line_id` finds it without parsing the line.
     Control characters are escaped by orjson and the rest of what could
     break a line or drive a terminal by :data:`~netlog.sinks.safe_text.UNSAFE_JSON_BYTES`,
     so the result is exactly one line under any line-splitting rule.
     """
     try:
-        ts, received, level, logger, message, fields, exc, peer, fmt = record
+        ts, received, level, logger, message, fields, exc, peer, fmt, record_id = record
         # Readers may rely on DESIGN.md's types; a decoder slip (None for a
         # message, a tuple peer) goes the slow way and comes out as text.
         if not (
@@ -105,8 +110,9 @@ def encode_line(record: Record) -> bytes:
             and type(fmt) is str
             and type(fields) is dict
             and (exc is None or type(exc) is str)
+            and type(record_id) is str
         ):
-            return _finish(_encode_sanitized(record))
+            return _finish(_encode_sanitized(record, new))
         # Every record of one read shares its receive time: format it once.
         if received != _last_received[0]:
             _last_received[:] = [received, format_time(received)]
@@ -120,13 +126,33 @@ def encode_line(record: Record) -> bytes:
             "exc": exc,
             "peer": peer,
             "format": fmt,
+            "id": record_id if _is_id(record_id) else new,
         }
         if exc is None:
             del obj["exc"]  # absent, not null; the other keys keep their order
+        if not obj["id"]:
+            del obj["id"]
         line = orjson.dumps(obj) + _NEWLINE  # compact: see _dumps_line
     except Exception:  # noqa: BLE001 - orjson raises TypeError subclasses, a bad record anything
-        line = _encode_sanitized(record)
+        line = _encode_sanitized(record, new)
     return _finish(line)
+
+
+def _is_id(value: str) -> bool:
+    """Whether a record's own id may be kept: our length and alphabet (it ends the line)."""
+    return len(value) == ID_LENGTH and value.isascii() and value.isalnum()
+
+
+def line_id(line: bytes) -> str:
+    r"""The id of a line :func:`encode_line` made, read from its fixed place at the end.
+
+    ``line`` ends in ``"id":"<26 characters>"}\n``: the viewer's feed uses this to
+    keep the id of a record it shows cut short.  Empty when the line does not.
+    """
+    tail = line[-(ID_LENGTH + 9) :]
+    if tail[:6] == b'"id":"' and tail[-3:] == b'"}\n':
+        return tail[6:-3].decode("ascii", "replace")
+    return ""
 
 
 def _finish(line: bytes) -> bytes:
@@ -142,13 +168,13 @@ def _finish(line: bytes) -> bytes:
     return line
 
 
-def _encode_sanitized(record: Any) -> bytes:
+def _encode_sanitized(record: Any, new: str = "") -> bytes:
     """Slow path: rebuild the record from types orjson always accepts."""
     try:
         budget = [_MAX_NODES]
         values = list(record)
-        values += [None] * (9 - len(values))
-        ts, received, level, logger, message, fields, exc, peer, fmt = values[:9]
+        values += [None] * (10 - len(values))
+        ts, received, level, logger, message, fields, exc, peer, fmt, record_id = values[:10]
         clean_fields = sanitize(fields, budget=budget)
         if not isinstance(clean_fields, dict):
             clean_fields = {"value": clean_fields}
@@ -164,6 +190,9 @@ def _encode_sanitized(record: Any) -> bytes:
             obj["exc"] = _text(exc)
         obj["peer"] = _text(peer)
         obj["format"] = _text(fmt)
+        own = record_id if type(record_id) is str and _is_id(record_id) else new
+        if own:
+            obj["id"] = _text(own)
         return _dumps_line(obj)
     except Exception:  # noqa: BLE001 - last resort: a line that says what happened beats a crash
         return _dumps_line(
@@ -176,6 +205,7 @@ def _encode_sanitized(record: Any) -> bytes:
                 "fields": {},
                 "peer": "",
                 "format": "",
+                **({"id": _text(new)} if new else {}),
             }
         )
 

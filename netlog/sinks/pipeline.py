@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from netlog.record import Record
+from netlog.record import Record, new_id
 from netlog.sinks.encode import encode_line
 from netlog.stats import Stats
 
@@ -51,7 +51,11 @@ class Pipeline:
         self.extra = tuple(extra)
 
     def submit(self, records: Sequence[Record]) -> None:
-        """Take records from a decoder; cheap, never blocks on the network."""
+        """Take records from a decoder; cheap, never blocks on the network.
+
+        Every record gets its id here, as it is encoded (a forwarded record
+        keeps its own): the file, the console and the viewer see one line.
+        """
         if not records:
             return
         received = self.stats.received
@@ -60,7 +64,8 @@ class Pipeline:
             received[first] += len(records)
         else:
             received.update(r.format for r in records)
-        lines = [encode_line(record) for record in records]
+        # Each record's id is made here, once, and is in every sink's line.
+        lines = [encode_line(record, new_id(record.received)) for record in records]
         self.files.write_lines(lines)
         self.console.write_batch(records, lines)
         for sink in self.extra:

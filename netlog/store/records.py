@@ -44,4 +44,5 @@ def record_from_json(obj: dict[str, Any]) -> Record:
         None if exc is None else as_text(exc),
         as_text(obj.get("peer") or ""),
         as_text(obj.get("format") or ""),
+        as_text(obj.get("id") or ""),
     )

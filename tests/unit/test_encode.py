@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import random
 from decimal import Decimal
 from enum import IntEnum
@@ -8,9 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netlog.record import Record, rfc3339
+from netlog.record import ID_LENGTH, Record, id_time, new_id, rfc3339
 from netlog.sinks import encode
-from netlog.sinks.encode import encode_line, format_time, sanitize
+from netlog.sinks.console import ConsoleSink
+from netlog.sinks.encode import encode_line, format_time, line_id, sanitize
+from netlog.sinks.pipeline import Pipeline
+from netlog.stats import Stats
 
 KEYS = ["ts", "received", "level", "logger", "message", "fields", "peer", "format"]
 KEYS_WITH_EXC = ["ts", "received", "level", "logger", "message", "fields", "exc", "peer", "format"]
@@ -324,3 +328,88 @@ class TestSanitize:
         text = json.dumps(sanitize(shared))
         assert "<truncated>" in text
         assert len(text) < 10**7
+
+
+class TestRecordId:
+    """Every record's id: made once by the pipeline, time-ordered, kept when forwarded."""
+
+    def test_ids_are_26_characters_and_sort_by_receive_time(self):
+        times = [1700000000.0, 1700000000.0, 1700000000.001, 1700000005.5, 1800000000.0]
+        ids = [new_id(t) for t in times]
+        assert all(len(i) == ID_LENGTH == 26 for i in ids)
+        assert ids == sorted(ids)
+        assert len(set(ids)) == len(ids)
+        assert [id_time(i) for i in ids] == [
+            1700000000.0,
+            1700000000.0,
+            1700000000.001,
+            1700000005.5,
+            1800000000.0,
+        ]
+
+    def test_many_ids_in_one_millisecond_stay_ordered_and_distinct(self):
+        ids = [new_id(1700000000.0) for _ in range(5000)]  # crosses the cached high digits
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 5000
+
+    def test_a_forked_child_draws_its_own_sequence(self):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.write(write, new_id(1700000000.0).encode())
+            os._exit(0)
+        os.close(write)
+        child = os.read(read, 64).decode()
+        os.close(read)
+        os.waitpid(pid, 0)
+        mine = new_id(1700000000.0)
+        assert len(child) == 26
+        assert child[10:16] != mine[10:16]  # another node, so never the same id
+
+    def test_bad_receive_times_still_give_an_id(self):
+        for when in (math.nan, math.inf, -5.0, 1e300):
+            assert len(new_id(when)) == 26
+
+    def test_id_time_refuses_foreign_text(self):
+        assert id_time("short") is None
+        assert id_time("U" * 26) is None
+
+    def test_encode_line_writes_the_given_id_last(self):
+        line = encode_line(make(), "01HF7YAVEW0NTH54D9GGNPF71N")
+        obj = json.loads(line)
+        assert list(obj)[-1] == "id"
+        assert obj["id"] == "01HF7YAVEW0NTH54D9GGNPF71N"
+        assert line_id(line) == "01HF7YAVEW0NTH54D9GGNPF71N"
+
+    def test_a_forwarded_record_keeps_its_own_id(self):
+        line = encode_line(make(id="01HF7YAVEW0NTH54D9GGNPF71N"), "01HF7YAVEW0NTH54D9GGNPF7ZZ")
+        assert json.loads(line)["id"] == "01HF7YAVEW0NTH54D9GGNPF71N"
+
+    def test_an_id_that_is_not_ours_is_replaced(self):
+        line = encode_line(make(id='x"}\n'), "01HF7YAVEW0NTH54D9GGNPF7ZZ")
+        assert json.loads(line)["id"] == "01HF7YAVEW0NTH54D9GGNPF7ZZ"
+
+    def test_without_an_id_the_line_has_none_and_encoding_stays_pure(self):
+        assert "id" not in json.loads(encode_line(make()))
+        assert encode_line(make()) == encode_line(make())
+        assert line_id(encode_line(make())) == ""
+
+    def test_the_slow_path_keeps_the_id(self):
+        line = encode_line(make(message=None), "01HF7YAVEW0NTH54D9GGNPF71N")
+        assert json.loads(line)["id"] == "01HF7YAVEW0NTH54D9GGNPF71N"
+
+    def test_the_pipeline_gives_every_line_a_distinct_id(self):
+        lines: list[bytes] = []
+
+        class Files:
+            def write_lines(self, batch):
+                lines.extend(batch)
+
+            def flush(self):
+                pass
+
+        pipeline = Pipeline(Files(), ConsoleSink("off"), Stats())
+        pipeline.submit([make(), make(), make(received=1700000009.0)])
+        ids = [json.loads(line)["id"] for line in lines]
+        assert len(set(ids)) == 3
+        assert ids == sorted(ids)
