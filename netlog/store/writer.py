@@ -362,7 +362,7 @@ class JsonlFileSink:
     # -- accepting --------------------------------------------------------
 
     def write(self, records: Iterable[Record]) -> None:
-        """Encode and queue records (the sink used on its own, outside a pipeline), each with an id."""
+        """Encode and queue records, each with a new id (the sink used outside a pipeline)."""
         self.write_lines([encode_line(record, new_id(record.received)) for record in records])
 
     def write_lines(self, lines: Sequence[bytes]) -> None:
