@@ -47,7 +47,6 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from netlog.record import new_id
 from netlog.sinks.encode import encode_line
 from netlog.store.lines import complete_end
 
@@ -362,8 +361,8 @@ class JsonlFileSink:
     # -- accepting --------------------------------------------------------
 
     def write(self, records: Iterable[Record]) -> None:
-        """Encode and queue records, each with a new id (the sink used outside a pipeline)."""
-        self.write_lines([encode_line(record, new_id(record.received)) for record in records])
+        """Encode and queue records (the sink used on its own, outside a pipeline)."""
+        self.write_lines([encode_line(record) for record in records])
 
     def write_lines(self, lines: Sequence[bytes]) -> None:
         r"""Queue encoded lines; no I/O unless the queue has grown past ``max_pending``.
