@@ -15,6 +15,7 @@ command line.
 from __future__ import annotations
 
 import logging.handlers
+import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +24,10 @@ from typing import Final, Literal, NamedTuple, get_args
 #: What the console shows: a coloured line per record, the JSON line, or nothing.
 ConsoleMode = Literal["pretty", "json", "off"]
 CONSOLE_MODES: Final[tuple[ConsoleMode, ...]] = get_args(ConsoleMode)
+#: How the console shows where a record was made (a LogRecord's ``fields._src``):
+#: ``billing.py:54 in worker``, the whole path with thread and pid, or not at all.
+SourceMode = Literal["short", "full", "off"]
+SOURCE_MODES: Final[tuple[SourceMode, ...]] = get_args(SourceMode)
 
 DEFAULT_HOST: Final = "0.0.0.0"  # noqa: S104 - a server in a container must listen on all interfaces
 DEFAULT_ECHO_PORT: Final = 7007
@@ -32,6 +37,7 @@ DEFAULT_LOG_UDP_PORT: Final = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
 DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
+DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
 DEFAULT_GRACE: Final = 5.0
 DEFAULT_IDLE_TIMEOUT: Final = 300.0
 DEFAULT_MAX_CONNECTIONS: Final = 1000
@@ -112,6 +118,59 @@ def _console(text: str) -> ConsoleMode:
     raise OptionError(f"{text!r} is not one of {', '.join(CONSOLE_MODES)}")
 
 
+def _console_src(text: str) -> SourceMode:
+    value = text.strip().lower()
+    for mode in SOURCE_MODES:
+        if value == mode:
+            return mode
+    raise OptionError(f"{text!r} is not one of {', '.join(SOURCE_MODES)}")
+
+
+#: Byte counts as people write them.  Two-letter SI units are powers of 1000
+#: (a disk's GB); one letter and the IEC ``KiB`` are powers of 1024 (what
+#: ``ls -h``, ``sort -S`` and Docker's ``10m`` mean), as GNU coreutils reads them.
+_SIZE_UNITS: Final[dict[str, int]] = {
+    "": 1,
+    "b": 1,
+    **{f"{p}b": 1000**i for i, p in enumerate("kmgt", 1)},
+    **{p: 1024**i for i, p in enumerate("kmgt", 1)},
+    **{f"{p}ib": 1024**i for i, p in enumerate("kmgt", 1)},
+}
+_SIZE: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)", re.IGNORECASE | re.ASCII)
+#: Larger than any file or frame; keeps a typo (``1000000T``) out of the arithmetic.
+_MAX_SIZE: Final = 1 << 50
+#: How a size may be written, for ``--help`` and the one-line error.
+SIZE_UNITS_HELP: Final = (
+    "bytes, or with a unit: KB MB GB TB (powers of 1000), K M G T or KiB MiB GiB TiB (of 1024)"
+)
+
+
+def parse_size(text: str) -> int:
+    """``10MB`` -> 10,000,000, ``512KiB`` -> 524,288, ``1G`` -> 1,073,741,824, ``4096`` -> 4096.
+
+    Case does not matter and a space may separate the number from its unit;
+    a fraction is allowed where the result is bytes (``1.5G``), and rounded
+    down.  Anything else is an :class:`OptionError` that says which units.
+    """
+    match = _SIZE.fullmatch(text.strip())
+    factor = _SIZE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or factor is None:
+        raise OptionError(f"{text!r} is not a size ({SIZE_UNITS_HELP})")
+    number, _, fraction = match.group(1).partition(".")
+    # Whole part and fraction apart, so 1.5G is exact without floats.
+    size: int = int(number or 0) * factor + int(fraction or 0) * factor // 10 ** len(fraction)
+    if size > _MAX_SIZE:
+        raise OptionError(f"{text!r} is too large (at most {_MAX_SIZE >> 40} TiB)")
+    return size
+
+
+def _positive_size(text: str) -> int:
+    value = parse_size(text)
+    if value < 1:
+        raise OptionError(f"{text!r} must be at least 1 byte")
+    return value
+
+
 def _path(text: str) -> Path:
     if not text.strip():
         raise OptionError("an empty path")
@@ -180,6 +239,16 @@ class Settings:
             readme="`pretty` (colours on a terminal), `json`, or `off`",
         ),
     )
+    console_src: SourceMode = field(
+        default=DEFAULT_CONSOLE_SRC,
+        metadata=_option(
+            _console_src,
+            "where a record was made, on the pretty console: short, full or off",
+            readme="where a `SocketHandler` record was made, shown after its fields on the"
+            " pretty console: `short` (`billing.py:54 in worker`), `full` (the whole path,"
+            " thread, pid) or `off`",
+        ),
+    )
     grace: float = field(
         default=DEFAULT_GRACE,
         metadata=_option(_non_negative, "seconds shutdown waits for open log connections"),
@@ -213,8 +282,8 @@ class Settings:
     max_frame: int = field(
         default=DEFAULT_MAX_FRAME,
         metadata=_option(
-            _positive_int,
-            "largest SocketHandler frame, bytes",
+            _positive_size,
+            "largest SocketHandler frame, a size as for --max-bytes",
             readme="largest `SocketHandler` frame",
             shown=_mib(DEFAULT_MAX_FRAME),
         ),
@@ -222,8 +291,8 @@ class Settings:
     max_line: int = field(
         default=DEFAULT_MAX_LINE,
         metadata=_option(
-            _positive_int,
-            "longest JSON or text line, bytes",
+            _positive_size,
+            "longest JSON or text line, a size as for --max-bytes",
             readme="longest JSON or text line",
             shown=_mib(DEFAULT_MAX_LINE),
         ),
@@ -247,8 +316,8 @@ class Settings:
     max_bytes: int = field(
         default=DEFAULT_MAX_BYTES,
         metadata=_option(
-            _positive_int,
-            "rotate records.jsonl at this size",
+            _positive_size,
+            f"rotate records.jsonl at this size; {SIZE_UNITS_HELP}",
             readme="rotate `records.jsonl` at this size",
             shown=_mib(DEFAULT_MAX_BYTES),
         ),

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
+from netlog import __version__
 from netlog.cli.probe import add_probe_parser, run_probe
 from netlog.cli.send import add_send_parser, run_send
 from netlog.cli.serve import add_serve_parser, settings_from_namespace
@@ -41,6 +42,8 @@ def _parser(environ: Mapping[str, str]) -> ArgumentParser:
         prog="netlog",
         description="A network log sink and test server: TCP echo, UDP responder, log sink.",
     )
+    # An action that exits at once, so the required COMMAND is not asked for.
+    parser.add_argument("-V", "--version", action="version", version=f"netlog {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
     add_serve_parser(commands, environ)

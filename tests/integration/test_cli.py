@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,20 @@ class TestHelp:
         assert done.stdout.startswith(f"usage: netlog {cmd[0]} ")
         for word in words:
             assert word in done.stdout
+
+    @pytest.mark.parametrize("flag", ["--version", "-V"])
+    def test_version(self, flag):
+        """`netlog --version` prints the installed version, needing no COMMAND."""
+        done = subprocess.run(
+            [sys.executable, "-m", "netlog.cli", flag],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"netlog {version}\n", "")
 
     def test_python_m_servers_is_serve(self):
         done = run_cli("--help")

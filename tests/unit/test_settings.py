@@ -12,7 +12,16 @@ import pytest
 
 from netlog.cli.main import parse_args
 from netlog.cli.serve import settings_from_namespace
-from netlog.settings import CONSOLE_MODES, OPTIONS, Settings, env_name, options_table
+from netlog.settings import (
+    CONSOLE_MODES,
+    OPTIONS,
+    SOURCE_MODES,
+    OptionError,
+    Settings,
+    env_name,
+    options_table,
+    parse_size,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BEGIN, END = "<!-- options:begin -->\n", "<!-- options:end -->"
@@ -53,6 +62,7 @@ class TestPrecedence:
             "NETLOG_HOST": "127.0.0.1",
             "NETLOG_LOG_DIR": "/tmp/x",
             "NETLOG_CONSOLE": "json",
+            "NETLOG_CONSOLE_SRC": "off",
             "NETLOG_READY_FILE": "/tmp/ready",
             "NETLOG_IDLE_TIMEOUT": "9",
             "NETLOG_MAX_CONNECTIONS": "7",
@@ -72,6 +82,7 @@ class TestPrecedence:
             host="127.0.0.1",
             log_dir=Path("/tmp/x"),
             console="json",
+            console_src="off",
             ready_file=Path("/tmp/ready"),
             idle_timeout=9,
             max_connections=7,
@@ -109,7 +120,14 @@ class TestBadValues:
             ["--flush-interval", "0"],
             ["--backups", "-1"],
             ["--console", "rainbow"],
+            ["--console-src", "long"],
             ["--host", ""],
+            ["--max-bytes", "10XB"],
+            ["--max-bytes", "-5MB"],
+            ["--max-bytes", "0"],
+            ["--max-bytes", "ten megabytes"],
+            ["--max-frame", "1e6"],
+            ["--max-line", "9999999T"],
         ],
     )
     def test_flag(self, argv, capsys):
@@ -127,6 +145,61 @@ class TestBadValues:
         err = capsys.readouterr().err
         assert "NETLOG_MAX_FRAME" in err
         assert len(err.strip().splitlines()) == 1
+
+
+class TestSizes:
+    """Byte options take sizes as people write them, and say which units they take."""
+
+    @pytest.mark.parametrize(
+        ("text", "size"),
+        [
+            ("4096", 4096),
+            ("10MB", 10_000_000),
+            ("10mb", 10_000_000),
+            ("512KiB", 512 * 1024),
+            ("512kib", 512 * 1024),
+            ("1G", 1 << 30),
+            ("1GB", 10**9),
+            ("2T", 2 << 40),
+            ("10M", 10 << 20),
+            ("100 MiB", 100 << 20),
+            (" 1.5G ", 3 << 29),
+            (".5K", 512),
+            ("100B", 100),
+        ],
+    )
+    def test_units(self, text, size):
+        assert parse_size(text) == size
+
+    @pytest.mark.parametrize(
+        "text", ["", "MB", "10XB", "-1", "1e6", "10 M B", "1,000", "0x10", "\u0661\u0660MB"]
+    )
+    def test_nonsense(self, text):
+        with pytest.raises(OptionError, match=r"is not a size .*KB MB GB.*1000.*KiB MiB.*1024"):
+            parse_size(text)
+
+    def test_every_byte_option_takes_units(self):
+        s = parse_serve_args(
+            ["--max-bytes", "10MB", "--max-frame", "512KiB"], environ={"NETLOG_MAX_LINE": "1G"}
+        )
+        assert (s.max_bytes, s.max_frame, s.max_line) == (10_000_000, 512 * 1024, 1 << 30)
+
+    def test_help_says_which_units(self, capsys):
+        with pytest.raises(SystemExit):
+            parse_args(["serve", "--help"], {})
+        out = " ".join(capsys.readouterr().out.split())
+        assert "KB MB GB TB (powers of 1000)" in out
+        assert "K M G T or KiB MiB GiB TiB (of 1024)" in out
+
+    def test_nonsense_is_one_line_naming_the_units(self, capsys):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_serve_args(["--max-bytes", "10XB"], environ={})
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "--max-bytes" in err
+        assert "'10XB' is not a size" in err
+        assert "KiB" in err
 
 
 class TestOneTable:
@@ -164,6 +237,14 @@ class TestOneTable:
         assert CONSOLE_MODES == ("pretty", "json", "off")
         for mode in CONSOLE_MODES:
             assert parse_serve_args(["--console", mode.upper()], environ={}).console == mode
+
+    def test_console_source_modes(self):
+        assert SOURCE_MODES == ("short", "full", "off")
+        assert Settings().console_src == "short"
+        for mode in SOURCE_MODES:
+            by_flag = parse_serve_args(["--console-src", mode.upper()], environ={})
+            by_env = parse_serve_args([], environ={"NETLOG_CONSOLE_SRC": mode})
+            assert by_flag.console_src == by_env.console_src == mode
 
     def test_readme_table_is_generated(self):
         """The README's table between the markers is options_table()'s output."""
