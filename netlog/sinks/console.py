@@ -5,30 +5,40 @@ it is sent: a message holding ``\x1b]0;...`` retitles the window, one holding
 ``\r`` or ``\n`` forges a record line (CVE-2021-25743 is that bug in
 Kubernetes).  So every text goes through :func:`escape_text` before it reaches
 the stream, and only the renderer's own colour codes are raw.
+
+A line is for a person: the user's fields come first after the message, as
+``key=value`` with every value that is not a plain word in compact JSON
+(``tags=["a","b"]``, ``note="two words"``, ``ok=true``), never a Python
+repr; then where a LogRecord was made (``fields._src``) as the viewer shows
+it, ``billing.py:54 in worker`` (:data:`~netlog.settings.SourceMode`); then
+the sender.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+import orjson
 import structlog.dev
 
-from netlog.settings import CONSOLE_MODES
-from netlog.sinks.encode import encode_line, format_time
-from netlog.sinks.safe_text import escape_text
+from netlog.settings import CONSOLE_MODES, DEFAULT_CONSOLE_SRC, SOURCE_MODES
+from netlog.sinks.encode import encode_line, format_time, sanitize
+from netlog.sinks.safe_text import escape_json_text, escape_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from netlog.record import Record
-    from netlog.settings import ConsoleMode
+    from netlog.settings import ConsoleMode, SourceMode
 
-__all__ = ["ConsoleSink"]
+__all__ = ["ConsoleSink", "show_source", "show_value"]
 
 # structlog treats these keys specially (columns, or an exception to format);
-# a sender's field with such a name is shown under a prefix instead.
+# a sender's field with such a name is shown under a prefix instead, and so
+# is one named like the line's own "peer".
 _RESERVED: Final = frozenset(
     {
         "timestamp",
@@ -43,17 +53,88 @@ _RESERVED: Final = frozenset(
     }
 )
 _INDENT: Final = "    "
+#: The field a LogRecord's origin is kept in (netlog.decode.normalize).
+SOURCE_FIELD: Final = "_src"
+# A text is shown bare only when it reads as one word: no space, no "=" that
+# would make it look like two pairs, no quote that would look like JSON's.
+_BARE: Final = re.compile(r'[^\s="]+')
+_PATH_SEP: Final = re.compile(r"[/\\]")
+# Dims what describes the record rather than saying it (source and sender).
+_DIM: Final = "\x1b[2m"
+_RESET: Final = "\x1b[0m"
 
 
-def _show(value: Any) -> str:
-    """Any field value as escaped text: strings as they are, the rest as ``repr``."""
-    if isinstance(value, str):
-        return escape_text(value)
+def show_value(value: object) -> str:
+    r"""A field value as a person reads it on one line; never a Python repr.
+
+    A string that is one printable word is shown as it is; every other value
+    (strings with spaces, quotes or controls, numbers, ``true``, ``null``,
+    lists, nested objects) is its compact JSON, which is how the file and
+    ``--field KEY=VALUE`` write it.  What JSON leaves raw but a terminal
+    would obey (C1, line separators, bidi controls) is ``\uXXXX``-escaped.
+    """
+    if isinstance(value, str) and value.isprintable() and _BARE.fullmatch(value):
+        return value
     try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - hostile or recursive __repr__; show something
-        text = object.__repr__(value)
-    return escape_text(text)
+        text = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):  # bytes, big ints, surrogates, cycles...
+        text = orjson.dumps(sanitize(value))
+    return escape_json_text(text.decode("utf-8"))
+
+
+def _part(value: object) -> str:
+    """One piece of a source location: a string as it is (escaped), the rest as JSON."""
+    return escape_text(value) if isinstance(value, str) else show_value(value)
+
+
+def show_source(src: Mapping[str, object], mode: SourceMode) -> str:
+    """A LogRecord's origin as the viewer shows it: ``billing.py:54 in worker``.
+
+    ``short`` keeps the file's last path component, for a line that stays
+    readable; ``full`` keeps the whole path and adds the thread, the task and
+    the process id.  ``off`` is the caller's to honour (nothing is shown).
+    """
+    file = src.get("file")
+    text = "?" if file is None else _part(file)
+    if mode == "short" and isinstance(file, str):
+        text = escape_text(_PATH_SEP.split(file)[-1] or file)
+    if "line" in src:
+        text += ":" + _part(src["line"])
+    if "func" in src:
+        text += " in " + _part(src["func"])
+    if mode == "full":
+        for key, label in (("thread", "thread"), ("task", "task"), ("process", "pid")):
+            if key in src:
+                text += f", {label} {_part(src[key])}"
+    return text
+
+
+def _key(key: object) -> str:
+    """A field's name, shown like a value (quoted when it would read as two words)."""
+    name = show_value(key if isinstance(key, str) else _fallback_key(key))
+    return "fields." + name if name in _RESERVED else name
+
+
+def _fallback_key(key: object) -> str:
+    """A non-string key (a pickle may hold one) as the file shows it."""
+    clean = sanitize({key: None})
+    return next(iter(clean)) if isinstance(clean, dict) and clean else "?"
+
+
+class _Shown:
+    """Text the renderer prints as it is: its ``repr`` is the text.
+
+    structlog's renderer quotes a string value holding a space with Python's
+    ``repr``; values given as this are already what the line should say.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 class ConsoleSink:
@@ -73,10 +154,15 @@ class ConsoleSink:
         stream: TextIO | None = None,
         *,
         colors: bool | None = None,
+        src: SourceMode = DEFAULT_CONSOLE_SRC,
     ) -> None:
         if mode not in CONSOLE_MODES:
             raise ValueError(f"console mode must be pretty, json or off, not {mode!r}")
+        if src not in SOURCE_MODES:
+            raise ValueError(f"console source must be short, full or off, not {src!r}")
         self.mode: ConsoleMode = mode
+        self.src: SourceMode = src
+        """How a LogRecord's origin is shown in pretty mode."""
         self._stream = stream
         if colors is None:
             colors = "NO_COLOR" not in os.environ and _isatty(self.stream)
@@ -136,13 +222,20 @@ class ConsoleSink:
         }
         if record.logger:
             event["logger"] = escape_text(str(record.logger))
+        src = None
         for key, value in record.fields.items():
-            name = _show(key)
-            if name in _RESERVED:
-                name = "fields." + name
-            event[name] = _show(value)
-        event["peer"] = f"{escape_text(str(record.peer))}/{escape_text(str(record.format))}"
-        line = self._renderer(None, "", event)
+            if key == SOURCE_FIELD and isinstance(value, dict):
+                src = value
+            else:
+                event[_key(key)] = _Shown(show_value(value))
+        tail = [] if src is None or self.src == "off" else [show_source(src, self.src)]
+        tail.append(f"peer={escape_text(str(record.peer))}/{escape_text(str(record.format))}")
+        about = " ".join(tail)
+        line = (
+            self._renderer(None, "", event)
+            + " "
+            + (_DIM + about + _RESET if self.colors else about)
+        )
         if record.exc:
             text = escape_text(str(record.exc), keep_newlines=True).rstrip("\n")
             line += "".join("\n" + _INDENT + part for part in text.split("\n"))

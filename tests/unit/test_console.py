@@ -115,7 +115,7 @@ class TestPretty:
         )
         assert "fields.event=x" in text
         assert "fields.timestamp=y" in text
-        assert "fields.exc_info=True" in text
+        assert "fields.exc_info=true" in text
         assert "slow query" in text
 
     def test_unusual_values(self):
@@ -125,12 +125,142 @@ class TestPretty:
 
         text = render([rec(fields={"a": Hostile(), "b": None, "c": 1.5})], colors=False)
         assert "Hostile object at" in text
-        assert "b=None" in text
+        assert "b=null" in text
         assert "c=1.5" in text
 
     def test_many_records_one_line_each(self):
         text = render([rec(fields={"i": i}) for i in range(50)], colors=False)
         assert len(text.splitlines()) == 50
+
+
+SRC = {
+    "file": "/tmp/app/billing.py",
+    "line": 54,
+    "func": "worker",
+    "process": 27930,
+    "thread": "worker-0",
+}
+
+
+def pretty(src="short", colors=False, **changes):
+    return render([rec(**changes)], colors=colors, src=src)
+
+
+class TestSource:
+    """A LogRecord's origin is shown as the viewer shows it, after the user's fields."""
+
+    def test_short_after_the_fields(self):
+        text = pretty(fields={"_src": SRC, "amount": 12.5, "user": "ada"})
+        assert "_src" not in text
+        assert "{'" not in text
+        assert "/tmp/app" not in text
+        assert "amount=12.5 user=ada billing.py:54 in worker peer=127.0.0.1:53012/pickle" in text
+
+    def test_full(self):
+        text = pretty("full", fields={"_src": SRC, "amount": 12.5})
+        assert (
+            "amount=12.5 /tmp/app/billing.py:54 in worker, thread worker-0, pid 27930 peer=" in text
+        )
+
+    def test_off(self):
+        text = pretty("off", fields={"_src": SRC, "amount": 12.5})
+        assert "billing" not in text
+        assert "_src" not in text
+        assert "amount=12.5 peer=127.0.0.1:53012/pickle" in text
+
+    def test_windows_path_and_task(self):
+        src = {"file": "C:\\app\\billing.py", "line": 3, "task": "Task-1"}
+        assert "billing.py:3 peer=" in pretty(fields={"_src": src})
+        assert "C:\\app\\billing.py:3, task Task-1 peer=" in pretty("full", fields={"_src": src})
+
+    def test_partial_and_odd_sources(self):
+        assert " ?:7 peer=" in pretty(fields={"_src": {"line": 7}})
+        assert ' ["a"]:x in null peer=' in pretty(
+            fields={"_src": {"file": ["a"], "line": "x", "func": None}}
+        )
+
+    def test_hostile_source_is_inert(self):
+        text = pretty(
+            "full", fields={"_src": {"file": HOSTILE, "func": HOSTILE, "thread": HOSTILE}}
+        )
+        assert text.count("\n") == 1
+        assert_inert(text)
+
+    def test_a_source_that_is_not_an_object_is_a_field(self):
+        assert '_src="not a dict" peer=' in pretty(fields={"_src": "not a dict"})
+
+    def test_dimmed_in_colour(self):
+        text = pretty(colors=True, fields={"_src": SRC})
+        assert "\x1b[2mbilling.py:54 in worker peer=127.0.0.1:53012/pickle\x1b[0m" in text
+
+    def test_bad_mode(self):
+        with pytest.raises(ValueError, match="short, full or off"):
+            ConsoleSink("pretty", src="long")  # type: ignore[arg-type]
+
+
+class TestValues:
+    """Every value the console may print reads as one word or as compact JSON, never a repr."""
+
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            ("ada", "ada"),
+            ("two words", '"two words"'),
+            ("", '""'),
+            ("a=b", '"a=b"'),
+            ('say "hi"', '"say \\"hi\\""'),
+            ("it's", "it's"),
+            ("C:\\dir", "C:\\dir"),
+            ("tab\there", '"tab\\there"'),
+            ("esc\x1b[2J", '"esc\\u001b[2J"'),
+            ("nel\x85 sep\u2028", '"nel\\u0085 sep\\u2028"'),
+            ("lone \ud800", '"lone \\\\ud800"'),
+            ("日本", "日本"),
+            (42, "42"),
+            (-1.5, "-1.5"),
+            (float("nan"), "null"),
+            (True, "true"),
+            (False, "false"),
+            (None, "null"),
+            (2**70, '"1180591620717411303424"'),
+            ([1, "a b", None], '[1,"a b",null]'),
+            ((1, 2), "[1,2]"),
+            ({"nested": {"k": [True]}}, '{"nested":{"k":[true]}}'),
+            ({1: "int key"}, '{"1":"int key"}'),
+            (b"bytes\xff", '"bytes\\\\xff"'),
+            ({"x": b"\x1b"}, '{"x":"\\u001b"}'),
+        ],
+    )
+    def test_shown(self, value, shown):
+        text = pretty(fields={"v": value})
+        assert f" v={shown} peer=" in text
+        assert_inert(text)
+
+    def test_no_python_repr_anywhere(self):
+        fields = {
+            "d": {"a": 1, "b": None},
+            "l": ["x", True],
+            "t": ("y",),
+            "n": None,
+            "b": b"z",
+            "s": "two words",
+            1: 2,
+        }
+        text = pretty(fields=fields)
+        for python in ("{'", "['", "('", "None", "True", "b'", "'two words'"):
+            assert python not in text
+        assert " 1=2 peer=" in text
+
+    def test_self_referencing_list(self):
+        loop = []
+        loop.append(loop)
+        text = pretty(fields={"loop": loop})
+        assert "loop=[" in text
+        assert text.count("\n") == 1
+
+    def test_quoted_keys(self):
+        text = pretty(fields={"two words": 1, "a=b": 2})
+        assert '"two words"=1 "a=b"=2 peer=' in text
 
 
 class TestJson:
