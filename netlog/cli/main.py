@@ -17,7 +17,7 @@ from typing import NoReturn
 from netlog import __version__
 from netlog.cli.probe import add_probe_parser, run_probe
 from netlog.cli.send import add_send_parser, run_send
-from netlog.cli.serve import add_serve_parser, settings_from_namespace
+from netlog.cli.serve import add_serve_parser, environment_error, settings_from_namespace
 from netlog.cli.tail import add_tail_parser, run_tail
 
 #: Caught by ``serve`` from its first moment (also in ``servers/__main__.py``).
@@ -58,9 +58,14 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Name
 
     The one parser behind the ``netlog`` command, so tests of the options go
     through exactly what a user's command line goes through.  A bad command
-    line (or a bad ``NETLOG_*`` value) exits 2 with one line on stderr.
+    line (or a bad ``NETLOG_*`` value for ``serve``) exits 2 with one line on stderr.
     """
-    return _parser(environ).parse_args(argv)
+    parser = _parser(environ)
+    namespace = parser.parse_args(argv)
+    problem = environment_error(namespace)
+    if problem is not None:
+        parser.exit(2, f"{parser.prog} {namespace.command}: error: {problem}\n")
+    return namespace
 
 
 def _catch_signals_early() -> list[int]:

@@ -2,7 +2,9 @@
 
 The environment is read into argparse *defaults*, so one parser validates
 both sources, the command line beats the environment, and a bad value from
-either is the same one-line error naming where it came from.  Starting the
+either is the same one-line error naming where it came from.  A bad
+variable is held until ``serve`` is the command: ``netlog tail`` with a stray
+``NETLOG_MAX_BYTES=10XB`` in the environment is not ``serve``'s business.  Starting the
 servers is :mod:`servers.runner`'s job; this module only turns words into
 :class:`~netlog.settings.Settings`.
 """
@@ -14,6 +16,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from netlog.settings import OPTIONS, Option, OptionError, Settings
+
+#: Where the serve parser leaves the environment's bad values (its own default).
+_ENVIRONMENT_ERRORS = "environment_errors"
 
 
 def _argparse_type(option: Option) -> Callable[[str], object]:
@@ -31,12 +36,16 @@ def _argparse_type(option: Option) -> Callable[[str], object]:
 
 
 def add_serve_parser(commands: argparse._SubParsersAction[Any], environ: Mapping[str, str]) -> None:
-    """``netlog serve``: every option, with defaults taken from ``environ`` where set."""
+    """``netlog serve``: every option, with defaults taken from ``environ`` where set.
+
+    A value the environment gets wrong is kept for :func:`environment_error`.
+    """
     serve = commands.add_parser(
         "serve",
         help="run the echo, responder and log sink listeners",
         description="Run every listener in one process until SIGTERM or SIGINT.",
     )
+    errors: list[str] = []
     for option in OPTIONS:
         value = option.default
         raw = environ.get(option.env)
@@ -44,13 +53,20 @@ def add_serve_parser(commands: argparse._SubParsersAction[Any], environ: Mapping
             try:
                 value = option.convert(raw)
             except OptionError as exc:
-                serve.error(f"environment variable {option.env}: {exc}")
+                errors.append(f"environment variable {option.env}: {exc}")
         serve.add_argument(
             option.flag,
             type=_argparse_type(option),
             default=value,
             help=f"{option.help} (env {option.env}, default {option.default})",
         )
+    serve.set_defaults(**{_ENVIRONMENT_ERRORS: errors})
+
+
+def environment_error(namespace: argparse.Namespace) -> str | None:
+    """The first bad ``NETLOG_*`` value, when the parsed command is ``serve``."""
+    errors: list[str] = getattr(namespace, _ENVIRONMENT_ERRORS, [])
+    return errors[0] if errors else None
 
 
 def settings_from_namespace(namespace: argparse.Namespace) -> Settings:

@@ -30,10 +30,15 @@ Filters, all of which must match:
   their JSON text (``n=5``, ``ok=true``, ``x=null``); repeatable.
 
 Output is the console's pretty rendering (colours on a terminal) with every
-control character escaped, or ``--json``: the lines as stored (line breaks
-and terminal controls that a foreign file may hold raw are escaped, which
-leaves the JSON equal).  A line that is not a JSON object is skipped and
-counted; the count is printed on stderr at the end.
+control character escaped, where a LogRecord was made shown as ``--src``
+says (``short``: ``billing.py:54 in worker``, ``full``, ``off``; default
+``NETLOG_CONSOLE_SRC``, as for ``serve``'s console), or ``--json``: the lines
+as stored (line breaks and terminal controls that a foreign file may hold raw
+are escaped, which leaves the JSON equal).  A line that is not a JSON object
+is skipped and counted; the count is printed on stderr at the end.
+
+The log dir is the positional ``LOG_DIR`` or ``--log-dir`` (as ``serve``
+spells it), else ``NETLOG_LOG_DIR``, else ``./netlog-data``.
 
 This module is the command line and the printing only: the reading and
 following are :mod:`netlog.store.reader`'s, the filters
@@ -55,16 +60,24 @@ from typing import Any, Final, TextIO
 
 from netlog.levels import known_rank
 from netlog.query.filter import Filter, Selector, parse_since
-from netlog.settings import DEFAULT_LOG_DIR
+from netlog.settings import (
+    DEFAULT_CONSOLE_SRC,
+    DEFAULT_LOG_DIR,
+    SOURCE_MODES,
+    SourceMode,
+    env_name,
+)
 from netlog.sinks.console import ConsoleSink
 from netlog.sinks.safe_text import escape_json_text
 from netlog.store.reader import Follower, StoreFile, close_files, last_lines, open_files
 from netlog.store.records import record_from_json
 from netlog.store.writer import FILE_NAME, rotated_paths
 
-__all__ = ["DEFAULT_LINES", "POLL_INTERVAL", "add_tail_parser", "run_tail"]
+__all__ = ["DEFAULT_LINES", "POLL_INTERVAL", "add_tail_parser", "run_tail", "skipped_note"]
 
 DEFAULT_LINES: Final = 10
+#: The variable ``serve`` reads for ``--console-src``; tail's ``--src`` honours it too.
+SOURCE_ENV: Final = env_name("--console-src")
 #: Seconds between looks at the file while following.
 POLL_INTERVAL: Final = 0.25
 
@@ -73,12 +86,21 @@ POLL_INTERVAL: Final = 0.25
 
 
 class _Printer:
-    """Pretty (the console renderer) or ``--json`` lines; notes a reader that left."""
+    """Pretty (the console renderer) or ``--json`` lines; notes a reader that left.
 
-    def __init__(self, stream: TextIO, json_lines: bool, colors: bool | None) -> None:
+    ``src`` is how the pretty lines show where a LogRecord was made.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        json_lines: bool,
+        colors: bool | None,
+        src: SourceMode = DEFAULT_CONSOLE_SRC,
+    ) -> None:
         self.stream = stream
         self.json_lines = json_lines
-        self.console = ConsoleSink("pretty", stream, colors=colors)
+        self.console = ConsoleSink("pretty", stream, colors=colors, src=src)
         self.broken = False
 
     def emit(self, batch: Sequence[tuple[bytes, dict[str, Any]]]) -> None:
@@ -100,6 +122,13 @@ class _Printer:
 def _safe_json(line: bytes) -> str:
     """A stored line as printed by ``--json``: what a foreign file holds raw, escaped."""
     return escape_json_text(line.rstrip(b"\r").decode("utf-8", "backslashreplace"))
+
+
+def skipped_note(command: str, bad: int) -> str:
+    """The line that says how many lines were not records, in good English."""
+    if bad == 1:
+        return f"netlog {command}: skipped 1 line that was not a JSON record"
+    return f"netlog {command}: skipped {bad} lines that were not JSON records"
 
 
 # --- the command line ------------------------------------------------------------
@@ -133,6 +162,14 @@ def _field(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _source(text: str) -> SourceMode:
+    value = text.strip().lower()
+    for mode in SOURCE_MODES:
+        if value == mode:
+            return mode
+    raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(SOURCE_MODES)}")
+
+
 def _since(text: str) -> str:
     try:
         parse_since(text, 0.0)
@@ -158,6 +195,14 @@ def add_tail_parser(commands: argparse._SubParsersAction[Any]) -> None:
         default=None,
         metavar="LOG_DIR",
         help=f"the log dir, or one JSONL file (env NETLOG_LOG_DIR, default {DEFAULT_LOG_DIR})",
+    )
+    tail.add_argument(
+        "--log-dir",
+        dest="log_dir_option",
+        type=Path,
+        default=None,
+        metavar="LOG_DIR",
+        help="the same, spelled as for serve",
     )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     tail.add_argument(
@@ -195,6 +240,14 @@ def add_tail_parser(commands: argparse._SubParsersAction[Any]) -> None:
         default="auto",
         help="colour the pretty output (default auto: on a terminal, unless NO_COLOR)",
     )
+    tail.add_argument(
+        "--src",
+        type=_source,
+        default=None,
+        metavar="{short,full,off}",
+        help="where a LogRecord was made: short (billing.py:54 in worker), the full path with"
+        f" thread and pid, or off (env {SOURCE_ENV}, default {DEFAULT_CONSOLE_SRC})",
+    )
 
 
 def _build_filter(args: argparse.Namespace) -> Filter:
@@ -229,11 +282,17 @@ def _targets(
 ) -> tuple[Path, list[Path], bool] | None:
     """The file to follow, the files to read first, and whether they are a log dir's.
 
-    None (after saying why) when there is nothing to read.
+    None (after saying why) when there is nothing to read, or the log dir
+    was named twice, differently.
     """
-    target = args.log_dir
-    if target is None:
-        target = Path(env.get("NETLOG_LOG_DIR") or DEFAULT_LOG_DIR)
+    given = [path for path in (args.log_dir, args.log_dir_option) if path is not None]
+    if len(set(given)) > 1:
+        print(
+            f"netlog tail: error: two log dirs: {given[0]} and --log-dir {given[1]}; give one",
+            file=err,
+        )
+        return None
+    target = given[0] if given else Path(env.get("NETLOG_LOG_DIR") or DEFAULT_LOG_DIR)
     if target.is_dir():
         return target / FILE_NAME, rotated_paths(target), True
     if target.is_file():
@@ -261,11 +320,20 @@ def run_tail(
     except re.error as exc:
         print(f"netlog tail: error: --grep is not a valid regular expression: {exc}", file=err)
         return 2
-    targets = _targets(args, os.environ if environ is None else environ, err)
+    env = os.environ if environ is None else environ
+    src = args.src
+    if src is None:
+        try:
+            src = _source(env.get(SOURCE_ENV) or DEFAULT_CONSOLE_SRC)
+        except argparse.ArgumentTypeError as exc:
+            print(f"netlog tail: error: environment variable {SOURCE_ENV}: {exc}", file=err)
+            return 2
+    targets = _targets(args, env, err)
     if targets is None:
         return 2
     current, paths, log_dir = targets
-    printer = _Printer(out, args.json, {"auto": None, "always": True, "never": False}[args.color])
+    colors = {"auto": None, "always": True, "never": False}[args.color]
+    printer = _Printer(out, args.json, colors, src)
     lines = Selector(keep)
     previous = signal.signal(signal.SIGTERM, _raise_stop) if args.follow else None
     files: list[StoreFile] = []
@@ -291,8 +359,7 @@ def run_tail(
         _silence_stdout()
     bad = lines.bad + (follower.too_long if follower is not None else 0)
     if bad:
-        noun = "line" if bad == 1 else "lines"
-        print(f"netlog tail: skipped {bad} {noun} that were not JSON records", file=err)
+        print(skipped_note("tail", bad), file=err)
     return 0
 
 

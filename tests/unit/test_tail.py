@@ -121,6 +121,13 @@ class TestReading:
         assert err == "netlog tail: skipped 3 lines that were not JSON records\n"
         assert "Traceback" not in err
 
+    def test_one_bad_line_is_counted_in_the_singular(self, tmp_path, capsys):
+        write(tmp_path, [rec(1)])
+        with (tmp_path / FILE_NAME).open("ab") as handle:
+            handle.write(b"not json\n")
+        status, _, err = tail(capsys, tmp_path, "--json")
+        assert (status, err) == (0, "netlog tail: skipped 1 line that was not a JSON record\n")
+
     def test_pretty_output_escapes_controls(self, tmp_path, capsys):
         write(
             tmp_path,
@@ -158,6 +165,76 @@ class TestReading:
         assert "\x7f" not in out
         assert "\\u007f" in out
         assert json.loads(out)["message"] == "del \x7f here"
+
+
+SRC = {
+    "file": "/tmp/app/billing.py",
+    "line": 54,
+    "func": "worker",
+    "process": 27930,
+    "thread": "worker-0",
+}
+
+
+class TestSource:
+    """Where a LogRecord was made: short by default, after the fields; --src and the env."""
+
+    @pytest.fixture
+    def logs(self, tmp_path):
+        write(tmp_path, [rec(1, fields={"_src": SRC, "amount": 12.5})])
+        return tmp_path
+
+    def test_short_by_default(self, logs, capsys, monkeypatch):
+        monkeypatch.delenv("NETLOG_CONSOLE_SRC", raising=False)
+        status, out, _ = tail(capsys, logs)
+        assert status == 0
+        assert "_src" not in out
+        assert "{'" not in out
+        assert "i=1 amount=12.5 billing.py:54 in worker peer=127.0.0.1:5000/json" in out
+
+    @pytest.mark.parametrize(
+        ("args", "env", "shown"),
+        [
+            (
+                ["--src", "full"],
+                None,
+                "/tmp/app/billing.py:54 in worker, thread worker-0, pid 27930",
+            ),
+            (["--src", "OFF"], None, "amount=12.5 peer="),
+            ([], "off", "amount=12.5 peer="),
+            ([], "full", "/tmp/app/billing.py:54"),
+            (["--src", "short"], "full", "amount=12.5 billing.py:54 in worker peer="),
+        ],
+    )
+    def test_chosen(self, logs, capsys, monkeypatch, args, env, shown):
+        if env is None:
+            monkeypatch.delenv("NETLOG_CONSOLE_SRC", raising=False)
+        else:
+            monkeypatch.setenv("NETLOG_CONSOLE_SRC", env)
+        status, out, _ = tail(capsys, logs, *args)
+        assert status == 0
+        assert shown in out
+        if "off" in (env, *args) or "OFF" in args:
+            assert "billing" not in out
+
+    def test_json_keeps_the_stored_source(self, logs, capsys):
+        records, _ = tail_json(capsys, logs, "--src", "off")
+        assert records[0]["fields"]["_src"] == SRC
+
+    def test_bad_environment_value(self, logs, capsys, monkeypatch):
+        monkeypatch.setenv("NETLOG_CONSOLE_SRC", "loud")
+        assert main(["tail", str(logs)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            "netlog tail: error: environment variable NETLOG_CONSOLE_SRC: "
+            "'loud' is not one of short, full, off\n"
+        )
+
+    def test_a_bad_serve_variable_is_not_tails_business(self, logs, capsys, monkeypatch):
+        monkeypatch.setenv("NETLOG_MAX_BYTES", "10XB")
+        status, out, err = tail(capsys, logs)
+        assert (status, err) == (0, "")
+        assert "billing.py:54" in out
 
 
 class TestFilters:
@@ -241,6 +318,7 @@ class TestBadArguments:
             (["--since", "yesterday"], ["--since", "yesterday"]),
             (["--field", "novalue"], ["--field", "KEY=VALUE"]),
             (["--color", "pink"], ["--color", "pink"]),
+            (["--src", "long"], ["--src", "long"]),
             (["--grep", "(", "--regex"], ["--grep", "regular expression"]),
             (["--no-such"], ["--no-such"]),
         ],
@@ -268,6 +346,24 @@ class TestBadArguments:
         write(tmp_path, [rec(1)])
         monkeypatch.setenv("NETLOG_LOG_DIR", str(tmp_path))
         assert ids(tail_json(capsys)[0]) == [1]
+
+    def test_log_dir_option_as_serve_spells_it(self, tmp_path, capsys, monkeypatch):
+        write(tmp_path, [rec(5)])
+        monkeypatch.setenv("NETLOG_LOG_DIR", str(tmp_path / "elsewhere"))
+        assert ids(tail_json(capsys, "--log-dir", tmp_path)[0]) == [5]
+        assert ids(tail_json(capsys, f"--log-dir={tmp_path}")[0]) == [5]
+        assert ids(tail_json(capsys, tmp_path, "--log-dir", f"{tmp_path}/")[0]) == [5]
+
+    def test_two_different_log_dirs_are_refused(self, tmp_path, capsys):
+        write(tmp_path / "a", [rec(1)])
+        write(tmp_path / "b", [rec(2)])
+        assert main(["tail", str(tmp_path / "a"), "--log-dir", str(tmp_path / "b")]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err == (
+            f"netlog tail: error: two log dirs: {tmp_path / 'a'} and --log-dir {tmp_path / 'b'};"
+            " give one\n"
+        )
 
     def test_default_dir_is_netlog_data(self, tmp_path, capsys, monkeypatch):
         write(tmp_path / "netlog-data", [rec(4)])
