@@ -1,6 +1,9 @@
 """The command line from outside: bad input, ready file, signals."""
 
+import inspect
 import json
+import logging
+import logging.handlers
 import os
 import signal
 import socket
@@ -63,6 +66,9 @@ class TestBadCommandLine:
             (["--grace", "soon"], ["--grace"]),
             (["--console", "loud"], ["--console", "loud"]),
             (["--max-connections", "0"], ["--max-connections"]),
+            (["--max-bytes", "10XB"], ["--max-bytes", "'10XB' is not a size", "KiB", "1024"]),
+            (["--max-frame", "0KiB"], ["--max-frame", "at least 1 byte"]),
+            (["--console-src", "long"], ["--console-src", "long"]),
             (["--no-such-option"], ["--no-such-option"]),
         ],
     )
@@ -88,6 +94,77 @@ class TestBadCommandLine:
             *ephemeral(str(blocker / "logs")),
         )
         assert_one_line_error(done, "log dir", str(blocker / "logs"))
+
+
+def charge_card(handler):
+    """Log one record from a known line, as an application would; that line."""
+    logger = logging.getLogger("billing")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    line = inspect.currentframe().f_lineno + 1
+    logger.warning("charged", extra={"amount": 12.5, "tags": ["a", "b"], "card": {"last4": "42"}})
+    handler.close()
+    logger.handlers[:] = []
+    return line
+
+
+class TestConsole:
+    """serve's pretty console: the user's fields first, where the record was made after them."""
+
+    def test_source_is_short_and_after_the_fields(self, netlog_factory):
+        server = netlog_factory("--console", "pretty")
+        line = charge_card(logging.handlers.SocketHandler(*server.address("log_tcp")))
+        server.wait_records(1)
+        assert server.stop() == 0
+        out = server.stdout()
+        assert "charged" in out
+        assert "_src" not in out
+        assert "{'" not in out
+        expected = (
+            f'amount=12.5 tags=["a","b"] card={{"last4":"42"}} test_cli.py:{line} in charge_card'
+        )
+        assert expected in out
+
+    @pytest.mark.xfail(
+        reason="servers/runner.py builds ConsoleSink(s.console) without src=s.console_src "
+        "(not this share's file; issue 17 item 2): remove this mark once it does",
+    )
+    @pytest.mark.parametrize(("mode", "shown"), [("off", None), ("full", "/test_cli.py:")])
+    def test_source_option(self, netlog_factory, mode, shown):
+        server = netlog_factory("--console", "pretty", "--console-src", mode)
+        charge_card(logging.handlers.SocketHandler(*server.address("log_tcp")))
+        server.wait_records(1)
+        assert server.stop() == 0
+        out = server.stdout()
+        assert "charged" in out
+        if shown is None:
+            assert "charge_card" not in out
+        else:
+            assert f"{ROOT}/tests/integration{shown}" in out
+            assert "in charge_card, thread MainThread, pid " in out
+
+
+class TestSizes:
+    """Byte options take the units people write."""
+
+    def test_max_bytes_with_a_unit_rotates_there(self, netlog_factory):
+        server = netlog_factory("--max-bytes", "2KiB", "--backups", "100")
+        with socket.create_connection(server.address("log_tcp"), timeout=10) as sock:
+            sock.sendall(
+                b"".join(
+                    b'{"event": "record %d", "pad": "%s"}\n' % (i, b"x" * 100) for i in range(60)
+                )
+            )
+        server.wait_records(1)
+        wait_for(
+            lambda: len(list(server.log_dir.glob("records.jsonl.*"))) >= 2, 15, what="rotation"
+        )
+        assert server.stop() == 0
+        rotated = list(server.log_dir.glob("records.jsonl.*"))
+        assert all(1024 < path.stat().st_size <= 2048 for path in rotated), [
+            path.stat().st_size for path in rotated
+        ]
 
 
 class TestReadyFile:
