@@ -1,5 +1,6 @@
 """`netlog tail -f` as a real process: rotation while following, signals, pipes."""
 
+import inspect
 import json
 import logging
 import logging.handlers
@@ -194,6 +195,40 @@ class TestFollow:
         status, err = tail.stop()
         assert status == 0
         assert err == "netlog tail: skipped 2 lines that were not JSON records\n"
+
+    def test_one_bad_line_in_the_singular(self, tmp_path, tails):
+        (tmp_path / FILE_NAME).write_bytes(b"oops\n")
+        tail = tails(tmp_path, "-f", "--json")
+        time.sleep(0.3)
+        with (tmp_path / FILE_NAME).open("ab") as handle:
+            handle.write(b'{"fields": {"i": 3}}\n')
+        assert tail.ids(1) == [3]
+        assert tail.stop() == (0, "netlog tail: skipped 1 line that was not a JSON record\n")
+
+    def test_log_dir_option_and_source_from_a_live_server(self, netlog_factory, tails):
+        """`tail -f --log-dir DIR` as serve spells it; the source short, or hidden by --src off."""
+        server = netlog_factory()
+        short = tails("-f", "--log-dir", server.log_dir, "--color", "never")
+        hidden = tails("-f", "--log-dir", server.log_dir, "--src", "off", "--color", "never")
+        handler = logging.handlers.SocketHandler(*server.address("log_tcp"))
+        logger = logging.getLogger("billing")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        try:
+            line = inspect.currentframe().f_lineno + 1
+            logger.warning("charged", extra={"amount": 12.5, "user": "ada"})
+        finally:
+            handler.close()
+            logger.handlers[:] = []
+        function = "test_log_dir_option_and_source_from_a_live_server"
+        [printed] = short.take(1)
+        assert "_src" not in printed
+        assert f"amount=12.5 user=ada test_tail_follow.py:{line} in {function} peer=" in printed
+        [printed] = hidden.take(1)
+        assert "amount=12.5 user=ada peer=" in printed
+        assert "test_tail_follow.py" not in printed
+        assert short.stop() == (0, "")
+        assert hidden.stop() == (0, "")
 
 
 class TestPipes:
