@@ -1,7 +1,12 @@
-"""Shared test set-up: keep the root logger as each test found it; coverage's settings."""
+"""Shared test set-up: keep the root logger as each test found it; coverage's settings.
+
+Also says at the end of a run why browser tests were skipped, so a machine
+without chromium does not pass the suite silently short of its viewer tests.
+"""
 
 import logging
 import os
+from collections import Counter
 
 import pytest
 from coverage.config import CoverageConfig
@@ -48,6 +53,26 @@ def _measure_subprocesses_with_gevent():
     measured = CoverageConfig.deserialize(serialized)
     measured.concurrency = ["gevent", "thread"]
     os.environ[COVERAGE_CONFIG] = measured.serialize()
+
+
+@pytest.hookimpl(trylast=True)  # after the coverage report, next to the "skipped" count
+def pytest_terminal_summary(terminalreporter):
+    """One line per reason browser tests were skipped ("4 browser tests skipped: ...")."""
+    reasons = Counter(
+        _skip_reason(report)
+        for report in terminalreporter.stats.get("skipped", [])
+        if "browser" in report.keywords
+    )
+    for reason, count in sorted(reasons.items()):
+        tests = "test" if count == 1 else "tests"
+        terminalreporter.write_line(f"{count} browser {tests} skipped: {reason}", yellow=True)
+
+
+def _skip_reason(report):
+    """The reason pytest.skip or skipif gave, without pytest's "Skipped: " prefix."""
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
 
 
 @pytest.fixture(autouse=True)

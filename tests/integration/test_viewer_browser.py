@@ -32,7 +32,8 @@ TIMEOUT = 5.0
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
-        sync_playwright is None, reason="Playwright is not installed (pip install playwright)"
+        sync_playwright is None,
+        reason="Playwright is not installed (pip install -e '.[test]')",
     ),
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)"),
 ]
