@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from netlog import __version__
 from netlog.cli.probe import add_probe_parser, run_probe
+from netlog.cli.query import add_query_parser, run_query
 from netlog.cli.send import add_send_parser, run_send
 from netlog.cli.serve import add_serve_parser, environment_error, settings_from_namespace
 from netlog.cli.tail import add_tail_parser, run_tail
@@ -50,6 +51,7 @@ def _parser(environ: Mapping[str, str]) -> ArgumentParser:
     add_send_parser(commands)
     add_probe_parser(commands)
     add_tail_parser(commands)
+    add_query_parser(commands)
     return parser
 
 
@@ -122,6 +124,8 @@ def main(argv: Sequence[str] | None = None, *, early_signals: list[int] | None =
         return run_probe(namespace)
     if namespace.command == "tail":
         return run_tail(namespace)
+    if namespace.command == "query":
+        return run_query(namespace)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
