@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -72,7 +73,7 @@ class Filter:
     min_level: int | None = None
     loggers: tuple[str, ...] = ()
     grep: str | None = None
-    """Lower-cased substring of the message."""
+    """Lower-cased text looked for in the message, the traceback and the field values."""
     regex: re.Pattern[str] | None = None
     since: float | None = None
     fields: tuple[tuple[str, str], ...] = ()
@@ -86,7 +87,7 @@ class Filter:
             name = as_text(obj.get("logger", ""))
             if not any(name == p or name.startswith(p + ".") for p in self.loggers):
                 return False
-        if (self.grep is not None or self.regex is not None) and not self._message_matches(obj):
+        if (self.grep is not None or self.regex is not None) and not self._text_matches(obj):
             return False
         if self.since is not None:
             ts = parse_timestamp(obj.get("ts"))
@@ -97,11 +98,31 @@ class Filter:
             for key, want in self.fields
         )
 
-    def _message_matches(self, obj: dict[str, Any]) -> bool:
-        message = as_text(obj.get("message", ""))
-        if self.grep is not None and self.grep not in message.lower():
-            return False
-        return self.regex is None or self.regex.search(message) is not None
+    def _text_matches(self, obj: dict[str, Any]) -> bool:
+        """Whether the message, the traceback or a field value holds the text.
+
+        What a bare word of the query language searches (DESIGN.md "HTTP
+        API"), so ``netlog tail --grep`` and the viewer find the same
+        records.  Each text is tried on its own: ``^`` anchors at the start
+        of a message or of a value.  A nested field value is its JSON.
+        """
+        return any(
+            (self.grep is None or self.grep in text.lower())
+            and (self.regex is None or self.regex.search(text) is not None)
+            for text in _searched(obj)
+        )
+
+
+def _searched(obj: dict[str, Any]) -> Iterator[str]:
+    """The texts a word is looked for in: message, traceback, each field value."""
+    yield as_text(obj.get("message", ""))
+    exc = obj.get("exc")
+    if exc is not None:
+        yield as_text(exc)
+    fields = obj.get("fields")
+    if isinstance(fields, dict):
+        for value in fields.values():
+            yield as_text(value)
 
 
 class Selector:

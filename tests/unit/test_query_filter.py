@@ -121,3 +121,29 @@ class TestSelector:
         assert lines.parse(b"[1, 2]") is None
         assert lines.parse(b"\xff\xfe") is None
         assert lines.bad == 3
+
+
+class TestGrepSearchesWhatAWordSearches:
+    """--grep finds a word where the query language's bare word does: message, traceback, values."""
+
+    @staticmethod
+    def obj(**changes):
+        base = {
+            "message": "all fine",
+            "fields": {"user": "ada", "deep": {"k": "Needle"}},
+            "level": "info",
+        }
+        base.update(changes)
+        return base
+
+    def test_message_traceback_and_field_values(self):
+        keep = Filter(grep="needle")
+        assert keep.matches(self.obj(message="a NEEDLE here"))
+        assert keep.matches(self.obj(exc="Traceback...\nNeedleError"))
+        assert keep.matches(self.obj())  # nested value, as its JSON
+        assert not keep.matches(self.obj(fields={"needle": "a key is not a value"}))
+
+    def test_regex_anchors_at_each_text(self):
+        keep = Filter(regex=re.compile(r"^ada$"))
+        assert keep.matches(self.obj())
+        assert not Filter(regex=re.compile(r"^fine")).matches(self.obj())
