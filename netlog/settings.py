@@ -171,6 +171,21 @@ def _positive_size(text: str) -> int:
     return value
 
 
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DURATION_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _age(text: str) -> float:
+    """``7d``, ``12h``, ``1d12h``, ``90m`` (or plain seconds) -> seconds; ``0`` is off."""
+    value = text.strip().lower()
+    if re.fullmatch(r"(?:\d+(?:\.\d+)?[smhdw])+", value):
+        return float(sum(float(n) * _DURATION_UNIT[u] for n, u in _DURATION_PART.findall(value)))
+    try:
+        return _non_negative(value)
+    except OptionError:
+        raise OptionError(f"{text!r} is not an age like 7d, 12h, 90m (0 = off)") from None
+
+
 def _path(text: str) -> Path:
     if not text.strip():
         raise OptionError("an empty path")
@@ -329,6 +344,17 @@ class Settings:
             "rotated files kept",
             readme="rotated files kept, `records.jsonl.0000000001` upwards: the highest"
             " number is the newest; past this many, the oldest is deleted",
+        ),
+    )
+    max_age: float = field(
+        default=0.0,
+        metadata=_option(
+            _age,
+            "delete rotated files whose newest record is older (7d, 12h; 0 = off)",
+            readme="delete rotated files whose newest record is older than this (`7d`, `12h`);"
+            " never `records.jsonl`; counted in `/metrics`; `0` keeps them (then `--backups`"
+            " alone decides)",
+            shown="0 (off)",
         ),
     )
 
