@@ -39,9 +39,11 @@ counted in ``recreated`` and reported.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import fcntl
 import os
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -77,6 +79,11 @@ _KEY_ERROR: Final = "store:error"
 _KEY_DROPPED: Final = "store:dropped"
 _KEY_RESUMED: Final = "store:resumed"
 _KEY_RECREATED: Final = "store:recreated"
+_KEY_EXPIRED: Final = "store:expired"
+#: Seconds between looks for backups past ``max_age`` (and after each rotation).
+EXPIRY_CHECK_INTERVAL: Final = 60.0
+#: The receive time in a stored line, found without parsing the whole line.
+_RECEIVED: Final = re.compile(rb'"received":"([0-9T:.+\-Z]{10,40})"')
 
 # Append-only: O_APPEND makes every write land at the current end, even if
 # another process appends too; O_RDWR only so open() can inspect the tail.
@@ -174,8 +181,16 @@ class JsonlFileSink:
         backups: int = 5,
         max_pending: int = 64 * 2**20,
         report: Reporter | None = None,
+        max_age: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
+        self.max_age = max_age
+        """Seconds: backups whose newest record is older are deleted (0: never)."""
+        self._clock = clock
+        self._next_expiry = 0.0
+        self.expired = 0
+        """Backups deleted for ``max_age`` (``netlog_store_expired_total``)."""
         self.max_bytes = max_bytes
         self.backups = backups
         self.max_pending = max_pending
@@ -411,6 +426,8 @@ class JsonlFileSink:
         """
         if self._fd is None:
             return
+        if self.max_age > 0 and self._clock() >= self._next_expiry:
+            self.expire()
         if not self._pending:
             if self._torn_pending is not None:
                 self._save_deferred_torn()
@@ -588,6 +605,7 @@ class JsonlFileSink:
                 break
             oldest = backups.popleft()
             oldest.unlink(missing_ok=True)
+        self._next_expiry = 0.0  # a new backup: look at ages at the next flush
         new_fd = os.open(path, _FLAGS, _MODE)
         old_fd, self._fd = self._fd, new_fd
         self._adopt(new_fd)
@@ -596,6 +614,43 @@ class JsonlFileSink:
                 os.close(old_fd)
             except OSError as exc:
                 self._failed("close", exc, blocking=False)
+
+    def expire(self) -> int:
+        """Delete the backups whose newest record is older than ``max_age``; how many.
+
+        Oldest first, stopping at the first one young enough (backups are in
+        receive order); never ``records.jsonl``.  A file's newest record is
+        its last line's ``received`` (its modification time when that line
+        says nothing).  Each deletion is counted in :attr:`expired` and
+        reported.  Never raises: retention must not stop the writing.
+        """
+        now = self._clock()
+        self._next_expiry = now + EXPIRY_CHECK_INTERVAL
+        if self.max_age <= 0:
+            return 0
+        cutoff = now - self.max_age
+        deleted = 0
+        backups = self._backup_paths
+        while backups:
+            oldest = backups[0]
+            newest = _newest_record_time(oldest)
+            if newest is not None and newest >= cutoff:
+                break
+            try:
+                oldest.unlink(missing_ok=True)
+            except OSError as exc:
+                self._failed("delete an expired backup,", exc, blocking=False)
+                break
+            backups.popleft()
+            deleted += 1
+        if deleted:
+            self.expired += deleted
+            noun = "file" if deleted == 1 else "files"
+            self._say(
+                f"deleted {deleted} rotated {noun} older than --max-age ({self.expired} in total)",
+                _KEY_EXPIRED,
+            )
+        return deleted
 
     def sync(self) -> None:
         """Flush, then fsync, so the records survive a power cut; never raises."""
@@ -653,6 +708,27 @@ class JsonlFileSink:
         # A broken reporter must not break the sink.
         with contextlib.suppress(Exception):
             self._report(message, key)
+
+
+def _newest_record_time(path: Path) -> float | None:
+    """Epoch seconds of the last record in ``path``; its mtime if unreadable; None if gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return float("inf")  # cannot tell: keep it
+    try:
+        end = complete_end(fd)
+        tail = os.pread(fd, min(end, 1 << 16), max(0, end - (1 << 16)))
+        found = _RECEIVED.findall(tail)
+        if found:
+            with contextlib.suppress(ValueError):
+                text = found[-1].decode("ascii")
+                return dt.datetime.fromisoformat(text).timestamp()
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
 
 
 def _skip(lines: deque[bytes], count: int) -> Iterable[bytes]:
