@@ -75,6 +75,8 @@ class ProbeCounts(Protocol):
     def rate_limited(self) -> int: ...
     @property
     def refused(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
 
 
 class FeedCounts(Protocol):
@@ -140,6 +142,7 @@ class _Collector(Collector):
     def collect(self) -> Iterator[Metric]:
         m = self._metrics
         s = m.stats
+        s.refresh()  # the kernel's UDP drop counts are read when asked for
         received = Counter(dict.fromkeys(FORMATS, 0))
         received.update(s.received)
         yield _counter(
@@ -160,6 +163,12 @@ class _Collector(Collector):
             s.bad_frames,
         )
         yield _counter("netlog_notes", "Records kept but degraded, by reason.", "reason", s.notes)
+        yield _counter(
+            "netlog_kernel_dropped_datagrams",
+            "Datagrams the kernel dropped for a full receive buffer, by listener.",
+            "listener",
+            s.kernel_dropped,
+        )
         yield from self._connections(s)
         yield from self._http(s)
         yield from self._parts(m)
@@ -224,6 +233,7 @@ class _Collector(Collector):
             probes.add_metric(["answered"], r.answered)
             probes.add_metric(["rate_limited"], r.rate_limited)
             probes.add_metric(["refused"], r.refused)
+            probes.add_metric(["error"], r.errors)
             yield probes
         if m.feed is not None:
             yield _single(

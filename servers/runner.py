@@ -174,7 +174,12 @@ class Runner:
             )
             self._bind("echo", "TCP echo", self.echo, s.echo_port)
         if s.responder_port != DISABLED:
-            self.responder = ResponderServer((s.host, s.responder_port), rate=s.responder_rate)
+            self.responder = ResponderServer(
+                (s.host, s.responder_port),
+                rate=s.responder_rate,
+                stats=self.stats,
+                report=self.report,
+            )
             self._bind("responder", "the UDP responder", self.responder, s.responder_port)
         if self.pipeline is not None and s.log_tcp_port != DISABLED:
             self.log_tcp = LogStreamServer(

@@ -322,7 +322,7 @@ class TestKernelDrops:
     """Item 14: datagrams the kernel dropped are counted, not invisible."""
 
     def test_burst_while_stopped_is_counted(self, netlog_factory):
-        server = netlog_factory("--echo-port", "-1", "--responder-port", "-1", "--http-port", "-1")
+        server = netlog_factory("--echo-port", "-1", "--responder-port", "-1")
         sent = 20_000
         payload = b'{"event": "burst %d", "pad": "' + b"p" * 1000 + b'"}'
         os.kill(server.pid, signal.SIGSTOP)
@@ -336,6 +336,7 @@ class TestKernelDrops:
         finally:
             os.kill(server.pid, signal.SIGCONT)
         time.sleep(1.0)
+        scraped = metric(server, "netlog_kernel_dropped_datagrams_total", listener="log_udp")
         assert server.stop() == 0
         err = server.stderr()
         written, _dropped, _bad = summary(err)
@@ -344,6 +345,8 @@ class TestKernelDrops:
         record_figure("15.14", sent=sent, written=written, dropped_by_the_kernel=kernel)
         assert written < sent, "the burst did not overflow the socket's buffer"
         assert kernel == sent - written
+        # /metrics reads the same count while the server runs.
+        assert scraped == kernel
 
 
 # --- in process: the safety net, with a decoder that raises -------------------
