@@ -54,6 +54,9 @@ MESSAGES: Final = (
 #: The word the text search looks for: in one record of every RARE.
 RARE_WORD: Final = "kaboomtimeout"
 RARE: Final = 1000
+#: A word in one record of every RAREST: tail --grep must read every file for 100 of them.
+RAREST_WORD: Final = "zebracorn"
+RAREST: Final = 100_000
 
 
 def generate(log_dir: Path, count: int, span: float = 7 * 86400.0) -> None:
@@ -87,6 +90,8 @@ def generate(log_dir: Path, count: int, span: float = 7 * 86400.0) -> None:
             "peer": f"10.0.{n % 256}.{i % 256}:{40000 + n % 20000}",
             "format": "json",
         }
+        if i % RAREST == RAREST // 2:
+            obj["fields"]["note"] = f"{RAREST_WORD} sighted"  # type: ignore[index]
         if i % 97 == 0:
             obj["exc"] = 'Traceback (most recent call last):\n  File "app.py", line 12\nValueError'
         obj["id"] = new_id(received)
@@ -131,6 +136,7 @@ def warm(log_dir: Path, reps: int) -> dict[str, float]:
         "histogram": lambda: engine.histogram("", since=0.0, until=time.time()),
         "facet": lambda: engine.facets("", since=0.0, until=time.time(), field="logger"),
         "text+level": lambda: engine.records(f"level>=error {RARE_WORD}", limit=100),
+        "rare word": lambda: engine.records(RAREST_WORD, limit=100),
     }
     out = {}
     for name, case in cases.items():
@@ -184,6 +190,16 @@ def main() -> None:
                 str(log_dir),
             ],
             "tail -n 100 --grep": [*python, "tail", "-n", "100", "--grep", RARE_WORD, str(log_dir)],
+            "rare word (first page)": [*python, "query", RAREST_WORD, "--log-dir", str(log_dir)],
+            "tail -n 100 --grep rare": [
+                *python,
+                "tail",
+                "-n",
+                "100",
+                "--grep",
+                RAREST_WORD,
+                str(log_dir),
+            ],
         }
         results = {}
         for name, command in cases.items():

@@ -116,6 +116,23 @@ def _last_received(fd: int, end: int) -> str:
     return _OPEN_END
 
 
+def _newest_first_groups(files: Sequence[_FileSpan]) -> list[list[_FileSpan]]:
+    """The files newest first in groups of 1, 1, 2, 4... for a page's successive scans.
+
+    Most pages are found in the newest file or two, so scanning stops early;
+    a rare match that needs them all still costs few scans, each of several
+    files that DuckDB spreads over its threads.
+    """
+    groups: list[list[_FileSpan]] = []
+    rest = list(reversed(files))
+    size = 1
+    while rest:
+        groups.append(rest[:size])
+        rest = rest[size:]
+        size = size * 2 if len(groups) > 1 else 1
+    return groups
+
+
 def _encode_cursor(received: str, record_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([received, record_id])).decode().rstrip("=")
 
@@ -234,9 +251,7 @@ class Engine:
             bounds += [after[0], after[0], after[1]]
             files = [f for f in files if not (f.first and f.first > after[0])]
         sql += "ORDER BY r DESC, i DESC LIMIT ?"
-        # The newest file alone first: most pages are found there.  Then
-        # every older one in one scan, which DuckDB spreads over its threads.
-        groups = [files[-1:], files[:-1]] if files else []
+        groups = _newest_first_groups(files)
         cursor = self._cursor()
         try:
             for group in groups:
