@@ -12,6 +12,8 @@ One ``gevent.pywsgi.WSGIServer`` in the serving process.  Routes:
 * ``GET /metrics``: Prometheus text (:mod:`netlog.metrics`).
 * ``GET /`` and its files: the viewer page; ``GET /events``: its
   server-sent event stream from :class:`netlog.viewer.RecordFeed`.
+* ``GET /api/records``, ``/api/records/ID``, ``/api/histogram``,
+  ``/api/facets``: the history search (:mod:`servers.api`), run off the hub.
 
 At shutdown, :meth:`HttpServer.shutdown` ends every event stream, closes
 idle keep-alive connections at once and gives requests in flight a moment.
@@ -62,6 +64,7 @@ from netlog.report import Reporter
 from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
 from netlog.viewer.feed import Subscriber, sse_dropped, sse_messages
+from servers.api import QueryApi
 from servers.gevent_private import forget_body, replace_full
 
 __all__ = ["HEADER_TIMEOUT", "HEARTBEAT", "MAX_HEADER_BYTES", "MAX_HEADER_FIELDS", "HttpServer"]
@@ -101,6 +104,7 @@ _SOCKET_REPR: Final = re.compile(r"^<[^>]*>: ")
 #: before the colon and obs-fold continuation lines (RFC 9112 5.1, 5.2).
 _FIELD_LINE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*\r?\n\Z")
 _DIGITS: Final = re.compile(r"[0-9]+\Z")
+_API_ROUTES: Final = ("/api/records", "/api/records/ID", "/api/histogram", "/api/facets")
 
 
 class _Refused(BaseException):
@@ -280,6 +284,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         max_connections: int,
         max_frame: int,
         max_body: int = MAX_BODY,
+        api: QueryApi | None = None,
     ) -> None:
         super().__init__(
             listener,
@@ -300,6 +305,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.idle_timeout = idle_timeout
         self.max_frame = max_frame
         self.max_body = max_body
+        self.api = api
         self.header_timeout = min(HEADER_TIMEOUT, idle_timeout)
         self.draining = False
         """Set when shutdown begins: ``/health`` answers 503."""
@@ -388,6 +394,8 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             greenlet.kill(block=False)
         self.pool.join(timeout=timeout)
         self.pool.kill(block=True, timeout=1.0)
+        if self.api is not None:
+            self.api.close()
 
     # -- the WSGI application -------------------------------------------------
 
@@ -417,20 +425,33 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
     def _route(
         self, path: str
     ) -> tuple[str, Callable[[dict[str, Any], str, str], Response], tuple[str, ...]]:
-        if path == "/log":
-            return "/log", self._log, ("POST", "GET")
-        if path == "/health":
-            return "/health", self._health, ("GET", "HEAD")
-        if path == "/metrics":
-            return "/metrics", self._metrics, ("GET", "HEAD")
-        if path == "/events":
-            return "/events", self._events, ("GET",)
+        fixed = {
+            "/log": (self._log, ("POST", "GET")),
+            "/health": (self._health, ("GET", "HEAD")),
+            "/metrics": (self._metrics, ("GET", "HEAD")),
+            "/events": (self._events, ("GET",)),
+        }
+        if path in fixed:
+            handler, methods = fixed[path]
+            return path, handler, methods
         if path in self._assets:
             return "viewer", self._asset, ("GET", "HEAD")
+        if path.startswith("/api/"):
+            # One label per route, never per id or typo: /metrics stays small.
+            route = "/api/records/ID" if path.startswith("/api/records/") else path
+            if route not in _API_ROUTES:
+                route = "/api/other"
+            return route, self._api, ("GET", "HEAD")
         return "other", self._not_found, ("GET", "HEAD", "POST")
 
+    def _api(self, environ: dict[str, Any], _method: str, path: str) -> Response:
+        if self.api is None:
+            return _text(404, "the query API is off (no log dir)")
+        status, headers, body = self.api.handle(path, str(environ.get("QUERY_STRING", "")))
+        return status, headers, body
+
     def _not_found(self, _environ: dict[str, Any], _method: str, path: str) -> Response:
-        return _text(404, f"nothing at {path}: try /, /log, /health or /metrics")
+        return _text(404, f"nothing at {path}: try /, /log, /health, /metrics or /api/records")
 
     def _health(self, _environ: dict[str, Any], _method: str, _path: str) -> Response:
         if self.draining:

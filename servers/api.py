@@ -1,0 +1,193 @@
+"""The query API on the HTTP port: ``/api/records``, ``/api/histogram``, ``/api/facets``.
+
+DESIGN.md "HTTP API" is the contract.  This module turns a request's query
+string into the engine's arguments and the engine's answer into JSON; the
+engine (:class:`netlog.query.engine.Engine`) does the searching.  Why it is
+shaped this way:
+
+* **Off the hub.**  A query runs on a small dedicated pool of native threads
+  (:data:`QUERY_THREADS`); DuckDB releases the GIL, so the event loop keeps
+  answering ``/health`` and taking records while a heavy query runs.  At most
+  :data:`MAX_QUEUED` more wait for a thread; beyond that a query gets 503 at
+  once rather than tying up a connection.
+* **What was received is searchable.**  The file sink's queued lines are
+  written (no fsync) before each query, so a record the server took before
+  the request is in the answer, not a flush interval later.
+* **Bad input is the asker's problem, said plainly.**  Every parameter is
+  checked here or by the engine (:class:`~netlog.query.language.QueryError`):
+  a bad one is a 400 with ``{"error": ...}``, never a 500.  Unknown or
+  repeated parameters are refused too, so a typo (``limt=``) is not silently
+  ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+from gevent.threadpool import ThreadPool
+
+from netlog.query.engine import MAX_BUCKETS, MAX_LIMIT, Engine, QueryError
+from netlog.query.times import parse_time
+
+__all__ = ["MAX_QUEUED", "QUERY_THREADS", "QueryApi"]
+
+#: Queries that run at once (each on its own native thread).
+QUERY_THREADS: Final = 2
+#: Queries that may wait for a thread; more get 503.
+MAX_QUEUED: Final = 8
+#: Most ``top`` for facets (the engine's bound).
+MAX_TOP: Final = 100
+#: Parameters in one query string, at most (each is checked by name anyway).
+_MAX_FIELDS: Final = 16
+#: Digits of a number parameter: enough for any allowed value, never a huge parse.
+_MAX_DIGITS: Final = 9
+
+_ALLOWED: Final = {
+    "records": ("q", "since", "until", "limit", "before"),
+    "histogram": ("q", "since", "until", "buckets"),
+    "facets": ("q", "since", "until", "field", "top"),
+}
+
+_ROUTES: Final = ("/api/records", "/api/histogram", "/api/facets")
+
+Response = tuple[int, list[tuple[str, str]], list[bytes]]
+
+
+class _ParamError(ValueError):
+    """A parameter the API cannot take; the message is for the asker."""
+
+
+class _Busy(Exception):  # noqa: N818 - a state, not the asker's error
+    """Every query thread and waiting place is taken."""
+
+
+def json_response(status: int, value: Any) -> Response:
+    """``value`` as a JSON response that no cache keeps."""
+    body = orjson.dumps(value) + b"\n"
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    return status, headers, [body]
+
+
+def _error(status: int, message: str) -> Response:
+    return json_response(status, {"error": message})
+
+
+def parse_params(kind: str, query_string: str) -> dict[str, str]:
+    """The query string's parameters, each at most once and each one ``kind`` takes."""
+    try:
+        pairs = parse_qsl(
+            query_string,
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="replace",
+            max_num_fields=_MAX_FIELDS,
+        )
+    except ValueError:
+        raise _ParamError(f"more than {_MAX_FIELDS} parameters") from None
+    allowed = _ALLOWED[kind]
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise _ParamError(
+                f"unknown parameter {name[:40]!r}: /api/{kind} takes {', '.join(allowed)}"
+            )
+        if name in params:
+            raise _ParamError(f"{name} given more than once")
+        params[name] = value
+    return params
+
+
+def _number(params: dict[str, str], name: str, default: int, most: int) -> int:
+    """A whole-number parameter between 1 and ``most``."""
+    text = params.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or len(text) > _MAX_DIGITS or not 1 <= int(text) <= most:
+        raise _ParamError(f"{name} must be a whole number from 1 to {most}, not {text[:20]!r}")
+    return int(text)
+
+
+def _time(params: dict[str, str], name: str, now: float) -> float | None:
+    text = params.get(name, "").strip()
+    return parse_time(text, now, what=name) if text else None
+
+
+class QueryApi:
+    """Answers the ``/api/`` routes with an :class:`Engine`, on its own threads."""
+
+    def __init__(self, engine: Engine, flush: Callable[[], None]) -> None:
+        self.engine = engine
+        self._flush = flush
+        self._pool = ThreadPool(QUERY_THREADS)
+        self._waiting = 0
+
+    @property
+    def busy(self) -> int:
+        """Queries running or waiting for a thread."""
+        return self._waiting
+
+    def close(self) -> None:
+        """Stop the threads once idle; a query still running ends on its own."""
+        self._pool.kill()
+
+    def handle(self, path: str, query_string: str) -> Response:
+        """The answer to one ``GET /api/...`` request."""
+        now = time.time()
+        try:
+            if path.startswith("/api/records/"):
+                return self._one(unquote(path.removeprefix("/api/records/")))
+            kind = path.removeprefix("/api/")
+            if kind not in _ALLOWED:
+                return _error(404, f"nothing at {path}: try {', '.join(_ROUTES)}")
+            params = parse_params(kind, query_string)
+            return self._ask(kind, params, now)
+        except (_ParamError, QueryError) as exc:
+            return _error(400, str(exc))
+        except _Busy:
+            status, headers, body = _error(
+                503, f"{QUERY_THREADS + MAX_QUEUED} queries are running or waiting; try again soon"
+            )
+            return status, [*headers, ("Retry-After", "2")], body
+
+    def _ask(self, kind: str, params: dict[str, str], now: float) -> Response:
+        q = params.get("q", "")
+        since = _time(params, "since", now)
+        until = _time(params, "until", now)
+        if kind == "records":
+            limit = _number(params, "limit", 100, MAX_LIMIT)
+            before = params.get("before") or None
+            started = time.perf_counter()
+            answer = self._run(self.engine.records, q, since, until, limit, before)
+            answer["took_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            return json_response(200, answer)
+        if kind == "histogram":
+            buckets = _number(params, "buckets", 60, MAX_BUCKETS)
+            return json_response(200, self._run(self.engine.histogram, q, since, until, buckets))
+        field = params.get("field", "").strip() or "level"
+        top = _number(params, "top", 10, MAX_TOP)
+        return json_response(200, self._run(self.engine.facets, q, since, until, field, top))
+
+    def _one(self, record_id: str) -> Response:
+        found = self._run(self.engine.record, record_id)
+        if found is None:
+            return _error(404, f"no record with id {record_id[:40]!r}")
+        return json_response(200, found)
+
+    def _run(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``method(*args)`` on a query thread, after writing what was received."""
+        if self._waiting >= QUERY_THREADS + MAX_QUEUED:
+            raise _Busy
+        self._flush()
+        self._waiting += 1
+        try:
+            return self._pool.spawn(method, *args).get()
+        finally:
+            self._waiting -= 1
