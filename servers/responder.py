@@ -21,7 +21,7 @@ from typing import Any
 from gevent.server import DatagramServer
 
 from netlog.report import Reporter, describe_exception
-from netlog.responder import RateLimiter, reply_for
+from netlog.responder import MAX_HEALTH_CHECK, RateLimiter, is_health_check, reply_for
 from netlog.stats import Stats
 from servers.gevent_private import raw_datagram_socket, replace_read_callback
 
@@ -104,7 +104,12 @@ class FullDatagramServer(DatagramServer):  # type: ignore[misc]
 
 
 class ResponderServer(FullDatagramServer):
-    """Answers probes: ``ping`` -> ``pong``, anything else echoed."""
+    """Answers probes: ``ping`` -> ``pong``, ``health`` -> ``ok``, anything else echoed.
+
+    ``answered`` counts the probes people and programs send; health checks
+    (``health``) are answered alike but counted in ``health_checks``, so a
+    container's periodic check does not hide them.
+    """
 
     name = "responder"
 
@@ -121,6 +126,8 @@ class ResponderServer(FullDatagramServer):
         self.report = report if report is not None else Reporter()
         self.limiter = RateLimiter(rate)
         self.answered = 0
+        self.health_checks = 0
+        """Health checks (``health``) answered; not in :attr:`answered`."""
         self.rate_limited = 0
         self.refused = 0
         self.errors = 0
@@ -140,7 +147,7 @@ class ResponderServer(FullDatagramServer):
         recvfrom = sock.recvfrom
         sendto = sock.sendto
         allow = self.limiter.allow if self.limiter.rate > 0 else None
-        answered = refused = rate_limited = 0
+        answered = health_checks = refused = rate_limited = 0
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, address = recvfrom(MAX_DATAGRAM)
@@ -166,8 +173,12 @@ class ResponderServer(FullDatagramServer):
                     sendto(reply, address)
                 except OSError:
                     continue  # a full send buffer or an unreachable peer: UDP may drop
-                answered += 1
+                if len(data) <= MAX_HEALTH_CHECK and is_health_check(data):
+                    health_checks += 1
+                else:
+                    answered += 1
         self.answered += answered
+        self.health_checks += health_checks
         self.refused += refused
         self.rate_limited += rate_limited
 
