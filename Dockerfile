@@ -2,7 +2,8 @@
 #
 # Build arguments:
 #   BASE    the base image; anything with python3 >= 3.11 and its venv module
-#           (python:3.12-slim, or a Debian bookworm with python3 + python3-venv).
+#           (python:3.12-slim, or a Debian bookworm with python3 + python3-venv:
+#           docker/base-image.sh makes one without a registry).
 #   WHEELS  a directory in the build context holding wheels for the project and
 #           every dependency (`pip wheel . -w DIR` on a machine with the same
 #           Python and platform).  When set, nothing is fetched from a package
@@ -33,7 +34,8 @@ RUN set -eu; \
         /opt/netlog/bin/pip install /src; \
     fi; \
     /opt/netlog/bin/netlog --help >/dev/null; \
-    /opt/netlog/bin/python -c 'import gevent, orjson, structlog, servers.runner'
+    /opt/netlog/bin/python -c 'import gevent, orjson, structlog, servers.runner'; \
+    install -m 0644 /src/docker/healthcheck.py /opt/netlog/healthcheck.py
 
 # ---- runtime: the same base, the venv, a non-root user, a volume ----
 FROM ${BASE}
@@ -62,6 +64,8 @@ EXPOSE 7007/tcp 7007/udp 9020/tcp 9021/udp 9022/tcp
 # Exec form: netlog is PID 1 and gets SIGTERM itself (it installs handlers
 # for SIGTERM and SIGINT; PID 1 would ignore a signal it had no handler for).
 # `docker run IMAGE probe 127.0.0.1:7007` runs another subcommand.
+# The compose file's health check is `python /opt/netlog/healthcheck.py`
+# (docker/healthcheck.py): a `health` datagram, counted apart from probes.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["netlog"]
 CMD ["serve"]

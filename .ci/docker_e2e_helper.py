@@ -1,7 +1,5 @@
 """Helpers for .ci/docker-e2e: the parts that are easier in Python than in bash.
 
-    python3 docker_e2e_helper.py mirror
-        the Debian mirror from this machine's apt sources (one URL)
     python3 docker_e2e_helper.py ports
         four free ports on 127.0.0.1, each free for TCP and UDP
     python -m ... send HOST TCP_PORT UDP_PORT RUN_ID EXPECTED_JSON
@@ -21,7 +19,6 @@ Only the standard library, except `send` (structlog).
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import logging.handlers
@@ -36,68 +33,6 @@ from typing import Any
 def fail(message: str) -> None:
     print(f"docker e2e helper: {message}", file=sys.stderr)
     sys.exit(1)
-
-
-# ---------------------------------------------------------------- mirror
-
-
-def _sources_list_mirrors(text: str) -> list[tuple[str, list[str]]]:
-    found = []
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line.startswith("deb "):
-            continue
-        rest = line[4:].strip()
-        if rest.startswith("["):
-            rest = rest.split("]", 1)[1].strip()
-        parts = rest.split()
-        if len(parts) >= 2:
-            found.append((parts[0], [parts[1]]))
-    return found
-
-
-def _deb822_mirrors(text: str) -> list[tuple[str, list[str]]]:
-    found = []
-    for stanza in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        for raw in stanza.splitlines():
-            if raw.startswith("#") or ":" not in raw:
-                continue
-            key, _, value = raw.partition(":")
-            fields[key.strip().lower()] = value.strip()
-        if "deb" not in fields.get("types", "").split():
-            continue
-        if fields.get("enabled", "yes").lower() == "no":
-            continue
-        suites = fields.get("suites", "").split()
-        found.extend((uri, suites) for uri in fields.get("uris", "").split())
-    return found
-
-
-def mirror() -> str:
-    """The first Debian (not security) mirror serving bookworm, else any Debian one."""
-    candidates: list[tuple[str, list[str]]] = []
-    main_list = Path("/etc/apt/sources.list")
-    if main_list.is_file():
-        candidates += _sources_list_mirrors(main_list.read_text(errors="replace"))
-    for name in sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
-        candidates += _sources_list_mirrors(Path(name).read_text(errors="replace"))
-    for name in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
-        candidates += _deb822_mirrors(Path(name).read_text(errors="replace"))
-    debian = [
-        (uri, suites)
-        for uri, suites in candidates
-        if "security" not in uri
-        and "debian" in uri
-        and not any("security" in suite for suite in suites)
-        and uri.startswith(("http://", "https://", "file:/"))
-    ]
-    for uri, suites in debian:
-        if "bookworm" in suites:
-            return uri
-    if debian:
-        return debian[0][0]
-    return "http://deb.debian.org/debian"
 
 
 # ---------------------------------------------------------------- ports
@@ -353,9 +288,7 @@ def check_demo(records_path: str) -> None:
 
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
-    if command == "mirror":
-        print(mirror())
-    elif command == "ports":
+    if command == "ports":
         print(" ".join(map(str, free_ports())))
     elif command == "send":
         send(args[0], int(args[1]), int(args[2]), args[3], args[4])
