@@ -35,9 +35,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import duckdb
 import orjson
@@ -114,6 +114,25 @@ def _last_received(fd: int, end: int) -> str:
         if count > 1000:
             break
     return _OPEN_END
+
+
+class _FilesMovedError(Exception):
+    """A listed file was gone when DuckDB opened it: list the store again."""
+
+
+_T = TypeVar("_T")
+
+
+def _again(run: Callable[[], _T]) -> _T:
+    """``run()``, once more if the store's files moved under it; then a QueryError."""
+    try:
+        return run()
+    except _FilesMovedError:
+        pass
+    try:
+        return run()
+    except _FilesMovedError:
+        raise QueryError("the store's files kept changing during the query; try again") from None
 
 
 def _newest_first_groups(files: Sequence[_FileSpan]) -> list[list[_FileSpan]]:
@@ -217,8 +236,61 @@ class Engine:
         return cursor
 
     # -- the questions ----------------------------------------------------
+    # Each runs once more when a file went away between listing the store
+    # and DuckDB opening it (a rotation pruned a backup, --max-age).
 
     def records(
+        self,
+        q: str = "",
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of matching records, newest first, and the cursor of the next (older) page.
+
+        ``{"records": [...], "next": cursor or None}``; each record as stored,
+        with its ``id``.  ``before`` is a previous page's ``next``: pages go on
+        to the oldest record without skipping or repeating one, even while
+        records arrive.
+        """
+        return _again(lambda: self._records(q, since, until, limit, before))
+
+    def count(self, q: str = "", since: float | None = None, until: float | None = None) -> int:
+        """How many records match."""
+        return _again(lambda: self._count(q, since, until))
+
+    def histogram(
+        self,
+        q: str = "",
+        since: float | None = None,
+        until: float | None = None,
+        buckets: int = 60,
+    ) -> dict[str, Any]:
+        """``{"buckets": [{"start", "end", "counts": {level: n}}], "skipped": n}``.
+
+        Equal buckets over the range (default: the last hour), counted by
+        ``received``; ``skipped`` counts the lines in the range's files that
+        were not JSON records.
+        """
+        return _again(lambda: self._histogram(q, since, until, buckets))
+
+    def facets(
+        self,
+        q: str = "",
+        since: float | None = None,
+        until: float | None = None,
+        field: str = "level",
+        top: int = 10,
+    ) -> dict[str, Any]:
+        """``{"field", "values": [{"value", "count"}], "other"}``; range default: the last hour."""
+        return _again(lambda: self._facets(q, since, until, field, top))
+
+    def record(self, record_id: str) -> dict[str, Any] | None:
+        """The record with this id, or None."""
+        return _again(lambda: self._record(record_id))
+
+    def _records(
         self,
         q: str = "",
         since: float | None = None,
@@ -260,6 +332,8 @@ class Engine:
                 paths = [str(span.path) for span in group]
                 want = limit + 1 - len(found)
                 found += cursor.execute(sql, [paths, *params, *bounds, want]).fetchall()
+        except duckdb.IOException:
+            raise _FilesMovedError from None
         except duckdb.Error as exc:
             raise QueryError(f"the query could not run: {exc}") from None
         finally:
@@ -274,7 +348,7 @@ class Engine:
         next_cursor = _encode_cursor(page[-1][1], page[-1][2]) if more and page else None
         return {"records": records, "next": next_cursor}
 
-    def count(self, q: str = "", since: float | None = None, until: float | None = None) -> int:
+    def _count(self, q: str = "", since: float | None = None, until: float | None = None) -> int:
         """How many records match."""
         condition, params = where(parse_query(q))
         low, high = self._range(since, until, default=None)
@@ -286,7 +360,7 @@ class Engine:
         row = self._one(sql, [[str(f.path) for f in files], *params, *bounds])
         return int(row[0]) if row else 0
 
-    def histogram(
+    def _histogram(
         self,
         q: str = "",
         since: float | None = None,
@@ -338,7 +412,7 @@ class Engine:
             "skipped": skipped,
         }
 
-    def facets(
+    def _facets(
         self,
         q: str = "",
         since: float | None = None,
@@ -374,7 +448,7 @@ class Engine:
             other = sum(int(count) for _, count in rows[top:])
         return {"field": field, "values": values, "other": other}
 
-    def record(self, record_id: str) -> dict[str, Any] | None:
+    def _record(self, record_id: str) -> dict[str, Any] | None:
         """The record with this id, or None."""
         if not (isinstance(record_id, str) and len(record_id) == ID_LENGTH and record_id.isalnum()):
             return None
@@ -444,6 +518,8 @@ class Engine:
         cursor = self._cursor()
         try:
             return cursor.execute(sql, params).fetchall()
+        except duckdb.IOException:
+            raise _FilesMovedError from None
         except duckdb.Error as exc:
             raise QueryError(f"the query could not run: {exc}") from None
         finally:

@@ -5,7 +5,7 @@ import time
 import orjson
 import pytest
 
-from netlog.query.engine import MAX_LIMIT, Engine, QueryError
+from netlog.query.engine import MAX_LIMIT, Engine, QueryError, _FileSpan
 from netlog.record import new_id
 from netlog.sinks.encode import format_time
 from netlog.store.writer import backup_name
@@ -254,3 +254,30 @@ class TestAggregates:
         (store / "records.jsonl").write_bytes(line(2))
         (store / backup_name(1)).symlink_to(outside)
         assert messages(Engine(store).records("")) == ["message 2"]
+
+
+class TestFilesMovingUnderAQuery:
+    """A file listed but gone when DuckDB opens it: the query runs again on a fresh listing."""
+
+    def test_a_vanished_backup_costs_a_retry_not_an_error(self, store, monkeypatch):
+        path, engine = store
+        real = engine._files
+        calls = []
+
+        def listing():
+            files = real()
+            calls.append(1)
+            if len(calls) == 1:
+                files.insert(0, _FileSpan(path / backup_name(0), "", ""))  # pruned meanwhile
+            return files
+
+        monkeypatch.setattr(engine, "_files", listing)
+        assert engine.count("") == 30
+        assert len(calls) == 2
+
+    def test_a_store_that_never_settles_is_a_query_error(self, store, monkeypatch):
+        path, engine = store
+        real = engine._files
+        monkeypatch.setattr(engine, "_files", lambda: [_FileSpan(path / "gone", "", ""), *real()])
+        with pytest.raises(QueryError, match="kept changing"):
+            engine.count("")
