@@ -24,9 +24,11 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import MutableMapping
-from typing import Any, Literal
+from types import FrameType
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -38,8 +40,14 @@ DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 Wire = Literal["pickle", "json"]
 
 #: Attributes every LogRecord has; an ``extra=`` key among them would make
-#: ``Logger.makeRecord`` raise, so :func:`configure`'s structlog chain renames them.
+#: ``Logger.makeRecord`` raise, so :func:`configure`'s structlog chain carries
+#: such keys in :data:`FIELDS_ATTR` instead.
 RESERVED_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+#: The one LogRecord attribute holding the user's keys that LogRecord owns
+#: (``thread=3``, ``name="x"``), as a dict: the sink puts them back in
+#: ``fields`` under the names the user wrote.
+FIELDS_ATTR: Final = "netlog_fields"
 
 
 def parse_address(address: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
@@ -83,6 +91,8 @@ class SinkHandler(logging.Handler):
     #: Reconnect backoff, seconds: first wait and ceiling.
     BACKOFF_START = 0.05
     BACKOFF_MAX = 2.0
+    #: Seconds close() gives the thread to stop once the waiting is over.
+    JOIN_TIMEOUT = 0.1
 
     def __init__(
         self,
@@ -118,6 +128,11 @@ class SinkHandler(logging.Handler):
         self._idle.set()
         self._closing = False
         self._unreported_drops = 0
+        self._in_flight = 0  # records the thread took off the queue and is writing
+        # Seconds flush()/close() have waited while the sink took nothing,
+        # and ``sent`` when that count began: see drain().
+        self._stalled_for = 0.0
+        self._stall_mark = 0
         self._sock: socket.socket | None = None
         self._thread = threading.Thread(target=self._run, name="netlog-sink-handler", daemon=True)
         self._thread.start()
@@ -142,30 +157,58 @@ class SinkHandler(logging.Handler):
         self._wakeup.set()
 
     def flush(self) -> None:
-        """Wait, at most ``close_timeout`` seconds, until everything queued is sent."""
+        """Wait until everything queued is sent, within the ``close_timeout`` budget."""
         self.drain()
 
     def drain(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued is sent (bounded); ``True`` if it was."""
-        wait = self.close_timeout if timeout is None else timeout
+        """Wait until everything queued is sent (bounded); ``True`` if it was.
+
+        Without ``timeout``, waits share one budget of ``close_timeout``
+        seconds while the sink takes nothing: ``logging.shutdown()`` calls
+        ``flush()`` and then ``close()``, and an exit may run it twice, so a
+        fresh wait each time made an app with its sink down wait 10-15 s to
+        exit instead of 5.  The budget is whole again as soon as the sink
+        takes a record.  After :meth:`close` nothing waits.
+        """
+        if self._closing:
+            return self._idle.is_set()
+        if self.sent != self._stall_mark:
+            self._stall_mark, self._stalled_for = self.sent, 0.0
+        wait = self.close_timeout - self._stalled_for if timeout is None else timeout
         self._kick.set()
         self._wakeup.set()
-        return self._idle.wait(wait)
+        started = time.monotonic()
+        done = self._idle.wait(max(0.0, wait))
+        if not done:
+            if self.sent == self._stall_mark:
+                self._stalled_for += time.monotonic() - started
+            else:
+                self._stall_mark, self._stalled_for = self.sent, 0.0
+        return done
 
     def close(self, timeout: float | None = None) -> None:
-        """Send what is queued (bounded by ``timeout``), then stop the thread."""
+        """Send what is queued (bounded by ``timeout``), then stop the thread.
+
+        The whole call stays within ``timeout`` (default: what is left of
+        ``close_timeout``, see :meth:`drain`) plus ``JOIN_TIMEOUT``; then one
+        line on stderr counts what was not delivered.
+        """
         if self._closing:
             return
         self.drain(timeout)
         self._closing = True
         self._kick.set()
         self._wakeup.set()
-        self._thread.join(1.0)
+        # Once drained it only closes its socket.  If not, it may be stuck in
+        # connect() or sendall(); it is a daemon, and waiting past the budget
+        # would deliver nothing more.
+        self._thread.join(self.JOIN_TIMEOUT)
         atexit.unregister(self.close)
-        if self._queue and self.warn_undelivered:
+        undelivered = len(self._queue) + self._in_flight
+        if undelivered and self.warn_undelivered:
             host, port = self.address
             sys.stderr.write(
-                f"netlog.client: {len(self._queue)} records not delivered to {host}:{port}\n"
+                f"netlog.client: {undelivered} records not delivered to {host}:{port}\n"
             )
         super().close()
 
@@ -196,15 +239,24 @@ class SinkHandler(logging.Handler):
         return struct.pack(">L", len(data)) + data
 
     def _encode_json(self, record: logging.LogRecord) -> bytes:
+        # structlog's names: the sink takes "event" as the message, so a
+        # user's own "message" key stays a field.  The record's keys win over
+        # the user's; the user's keys LogRecord owns (carried in FIELDS_ATTR)
+        # are plain keys here.
         obj: dict[str, Any] = {
             "timestamp": record.created,
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "event": record.getMessage(),
         }
         if record.exc_text:
             obj["exception"] = record.exc_text
-        obj.update((k, v) for k, v in record.__dict__.items() if k not in RESERVED_ATTRS)
+        for key, value in record.__dict__.items():
+            if key == FIELDS_ATTR and isinstance(value, dict):
+                for carried, item in value.items():
+                    obj.setdefault(carried, item)
+            elif key not in RESERVED_ATTRS:
+                obj.setdefault(key, value)
         # "+ newline" rather than OPT_APPEND_NEWLINE: it copies the line out
         # of orjson's ~4 KiB output buffer, so a buffer of ``capacity``
         # queued lines costs their size, not 4 KiB each.
@@ -278,6 +330,7 @@ class SinkHandler(logging.Handler):
     def _send_batch(self) -> None:
         with self._queue_lock:
             batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
+            self._in_flight = len(batch)
         try:
             assert self._sock is not None
             self._sock.sendall(b"".join(batch))
@@ -290,9 +343,12 @@ class SinkHandler(logging.Handler):
                     self._queue.pop()
                     self.dropped += 1
                     self._unreported_drops += 1
+                self._in_flight = 0
             self._disconnect()
             return
-        self.sent += len(batch)
+        with self._queue_lock:
+            self._in_flight = 0
+            self.sent += len(batch)
 
     def _report_drops(self) -> None:
         with self._queue_lock:
@@ -338,12 +394,62 @@ class _ServiceFilter(logging.Filter):
 _LOG_KWARGS = frozenset({"exc_info", "stack_info", "stacklevel"})
 
 
-def _rename_reserved(
+def _carry_reserved(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Structlog processor: keys LogRecord owns would crash ``makeRecord``."""
-    for key in [k for k in event_dict if k in RESERVED_ATTRS and k not in _LOG_KWARGS]:
-        event_dict[f"{key}_"] = event_dict.pop(key)
+    """Structlog processor: keys LogRecord owns would crash ``makeRecord``.
+
+    They travel in one attribute, :data:`FIELDS_ATTR`, which the sink
+    unpacks, so ``thread=3`` arrives as ``fields.thread``, as written.
+    """
+    reserved = {
+        key: event_dict.pop(key)
+        for key in [k for k in event_dict if k in RESERVED_ATTRS and k not in _LOG_KWARGS]
+    }
+    if reserved:
+        event_dict[FIELDS_ATTR] = reserved
+    return event_dict
+
+
+#: Modules whose frames are never the caller of a structlog call.
+_LIBRARY_MODULES: Final = ("structlog", "logging", __name__)
+
+
+def _is_logging_frame(frame: FrameType) -> bool:
+    """What ``Logger.findCaller`` skips without counting it (logging's own file)."""
+    return frame.f_code.co_filename == logging.__file__
+
+
+def _caller_stacklevel(
+    logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Structlog processor: make a stdlib logger record the application's line.
+
+    Without it a plain ``logging.Logger`` (one created before
+    ``structlog.stdlib.LoggerFactory`` set its own class) records
+    ``structlog/_base.py _proxy_to_logger`` as every record's source.  This
+    counts the frames from the one that calls the stdlib logger (the caller
+    of structlog's ``_process_event``, which runs this processor) up to the
+    first frame outside structlog, and passes that as ``stacklevel``.  A
+    logger with its own ``findCaller`` (structlog's) is left alone, and so
+    is a stack not shaped as expected.
+    """
+    if type(logger).findCaller is not logging.Logger.findCaller:
+        return event_dict
+    frame = sys._getframe(1)  # noqa: SLF001 - the only way to see the caller's frame
+    if frame.f_code.co_name != "_process_event" or frame.f_back is None:
+        return event_dict
+    caller: FrameType | None = frame.f_back
+    level = 0
+    while caller is not None:
+        if not _is_logging_frame(caller):
+            level += 1
+            if not str(caller.f_globals.get("__name__", "")).startswith(_LIBRARY_MODULES):
+                requested = event_dict.get("stacklevel", 1)
+                extra = requested - 1 if isinstance(requested, int) and requested > 1 else 0
+                event_dict["stacklevel"] = level + extra
+                return event_dict
+        caller = caller.f_back
     return event_dict
 
 
@@ -391,7 +497,8 @@ def _configure_structlog() -> None:
             structlog.contextvars.merge_contextvars,
             structlog.stdlib.filter_by_level,
             structlog.stdlib.PositionalArgumentsFormatter(),
-            _rename_reserved,
+            _carry_reserved,
+            _caller_stacklevel,
             structlog.stdlib.render_to_log_kwargs,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
