@@ -17,7 +17,7 @@
 # file:/…).  An image already there is kept; --force builds it again.
 #
 # Needs root (debootstrap), debootstrap (apt-get install debootstrap) and a
-# running Docker engine.  About a minute and 150 MB.  Prints one line on
+# running Docker engine.  About two minutes and 170 MB.  Prints one line on
 # stdout when done, or one line on stderr and exits 1.  Progress and
 # debootstrap's own output go to stderr only with -v.
 set -euo pipefail
@@ -63,12 +63,15 @@ rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/netlog-base.XXXXXX")
 log=$rootfs.log
 cleanup() {
     # debootstrap mounts /proc and /sys in the target while it runs; a failed
-    # run can leave them mounted, and rm must not walk into them.
-    local mount
-    grep -o " $rootfs/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r mount; do
-        umount -l "$mount" 2>/dev/null || true
-    done
+    # run can leave them mounted, and rm must not walk into them.  Runs on
+    # EXIT under `set -e`: nothing here may fail, or the exit status would.
+    local status=$? mount
+    set +e
+    while read -r mount; do
+        umount -l "$mount" 2>/dev/null
+    done < <(grep -o " $rootfs/[^ ]*" /proc/mounts 2>/dev/null | sort -r)
     rm -rf --one-file-system "$rootfs"
+    exit "$status"
 }
 trap cleanup EXIT
 
