@@ -49,7 +49,7 @@
   let generation = 0; // bumps on every new search; late answers to old ones are dropped
   let next = null; // cursor to the next (older) page
   let loading = false;
-  let newest = ""; // received of the newest record shown
+  let newest = ""; // order key of the newest record shown (see orderKey)
   let unseen = 0; // records the stream announced while not live
   let liveTimer = null;
   let liveBusy = false;
@@ -58,6 +58,8 @@
   let matched = null;
   let showDates = false;
   let buckets = [];
+  let typing = null; // debounce of the query box
+  let picking = null; // debounce of the facet field box
 
   // -- helpers ----------------------------------------------------------------
 
@@ -334,9 +336,12 @@
     return added;
   }
 
+  // A record's place in the API's order (received, then id): newer is greater.
+  const orderKey = (rec) => String(rec.received || "") + " " + String(rec.id || "");
+
   function noteNewest(records) {
     for (const rec of records) {
-      if (rec && typeof rec.received === "string" && rec.received > newest) newest = rec.received;
+      if (rec && typeof rec.received === "string" && orderKey(rec) > newest) newest = orderKey(rec);
     }
   }
 
@@ -348,8 +353,9 @@
     if (tookMs) parts.push(tookMs + " ms");
     shown.textContent = parts.join(" · ");
     empty.hidden = n > 0 || loading;
-    $("empty-title").textContent = state.q || state.until || state.since !== DEFAULT_SINCE
-      ? "No records match in this range." : "No records yet.";
+    $("empty-title").textContent = !qerror.hidden ? "The query above needs fixing."
+      : state.q || state.until || state.since !== DEFAULT_SINCE
+        ? "No records match in this range." : "No records yet.";
     more.textContent = n && !next ? "The oldest matching record is above." : loading ? "loading…" : "";
     more.classList.toggle("end", Boolean(n && !next));
   }
@@ -457,7 +463,10 @@
       }).catch((error) => {
         if (gen !== generation) return;
         const ol = section.querySelector("ol");
-        ol.replaceChildren(el("li", "fother bad", error.message));
+        // A bad query is said once, under the query box (level and logger
+        // are good fields); a bad picked field is said here.
+        const own = section === $("picked") || error.status !== 400;
+        ol.replaceChildren(own ? el("li", "fother bad", error.message) : "");
       }));
     }
     await Promise.allSettled(wanted);
@@ -538,10 +547,17 @@
   async function liveQuery() {
     liveTimer = null;
     if (!state.live || state.until || state.id || liveBusy) return;
+    if (loading && !newest) {
+      // The first page is on its way and will hold these; look again after it.
+      liveTimer = setTimeout(liveQuery, LIVE_EVERY);
+      return;
+    }
     const gen = generation;
     liveBusy = true;
     try {
-      const since = newest || state.since;
+      // Records received in the same microsecond as the newest shown come
+      // back too; only those after it in the API's order are new.
+      const since = newest ? newest.split(" ")[0] : state.since;
       const p = params({ limit: 1000 });
       if (since) p.set("since", since);
       const page = await api("records", p);
@@ -550,8 +566,9 @@
         search(); // more arrived than one page: start over rather than leave a gap
         return;
       }
-      noteNewest(page.records);
-      if (prepend(page.records)) drawShown();
+      const fresh = newest ? page.records.filter((rec) => orderKey(rec) > newest) : page.records;
+      noteNewest(fresh);
+      if (prepend(fresh)) drawShown();
     } catch (_) {
       // the next event tries again
     } finally {
@@ -650,6 +667,11 @@
   // -- controls -----------------------------------------------------------------------
 
   function apply(changes, push = true) {
+    // What is typed but not yet searched for counts too: the boxes are the truth.
+    clearTimeout(typing);
+    clearTimeout(picking);
+    state.q = queryInput.value.trim();
+    state.field = fieldInput.value.trim();
     Object.assign(state, changes);
     if (state.until) state.live = false;
     writeUrl(push);
@@ -663,7 +685,6 @@
     apply({ q: kept.join(" ") });
   }
 
-  let typing = null;
   queryInput.addEventListener("input", () => {
     clearTimeout(typing);
     typing = setTimeout(() => apply({ q: queryInput.value.trim() }, false), 350);
@@ -695,7 +716,6 @@
       loadCounts(generation).catch(() => {});
     }
   });
-  let picking = null;
   fieldInput.addEventListener("input", () => {
     clearTimeout(picking);
     picking = setTimeout(() => {
