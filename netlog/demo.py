@@ -135,7 +135,10 @@ class Demo:
         self.stdlib.propagate = False
         self.stdlib.addHandler(self.socket_handler)
 
-        via_stdlib = logging.getLogger("demo.structlog")
+        # structlog's LoggerFactory makes a logger whose findCaller skips
+        # structlog's frames: a plain logging.getLogger() one would record
+        # structlog/_base.py _proxy_to_logger as every record's source.
+        via_stdlib = structlog.stdlib.LoggerFactory()("demo.structlog")
         via_stdlib.setLevel(logging.DEBUG)
         via_stdlib.propagate = False
         via_stdlib.addHandler(self.socket_handler)

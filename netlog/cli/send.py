@@ -69,20 +69,48 @@ def _lines(messages: list[str], stdin: TextIO) -> Iterable[str]:
             yield text
 
 
+#: A LogRecord's source attributes.  A shell line is not code: these are
+#: None, so the record has no source rather than this file's run_send.
+_NO_SOURCE: Final = dict.fromkeys(
+    (
+        "pathname",
+        "filename",
+        "module",
+        "lineno",
+        "funcName",
+        "process",
+        "processName",
+        "thread",
+        "threadName",
+        "taskName",
+    )
+)
+
+
+def _record(logger: str, level: int, text: str) -> logging.LogRecord:
+    """One record for ``text``, made directly: no logger, so no caller to find."""
+    return logging.makeLogRecord(
+        {
+            **_NO_SOURCE,
+            "name": logger,
+            "levelno": level,
+            "levelname": logging.getLevelName(level),
+            "msg": text,
+        }
+    )
+
+
 def run_send(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     """Send records; exit 1 if they were not all delivered within ``--timeout``."""
     host, port = args.address or parse_address(os.environ.get("NETLOG_ADDRESS") or DEFAULT_ADDRESS)
     handler = SinkHandler(
         host, port, capacity=1_000_000, close_timeout=args.timeout, warn_undelivered=False
     )
-    # A private logger: nothing else in the process should see these records.
-    logger = logging.Logger(args.logger, logging.DEBUG)  # noqa: LOG001
-    logger.addHandler(handler)
     level = logging.getLevelName(args.level)
     deadline = time.monotonic() + args.timeout
     count = 0
     for text in _lines(args.message, stdin or sys.stdin):
-        logger.log(level, "%s", text)
+        handler.handle(_record(args.logger, level, text))
         count += 1
     delivered = handler.drain(max(0.0, deadline - time.monotonic()))
     handler.close(timeout=0.0)
