@@ -60,6 +60,8 @@ if [ -z "$mirror" ]; then
 fi
 
 rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/netlog-base.XXXXXX")
+# mktemp's 0700 would become the image's / : no user but root could reach a file
+chmod 0755 "$rootfs"
 log=$rootfs.log
 cleanup() {
     # debootstrap mounts /proc and /sys in the target while it runs; a failed
