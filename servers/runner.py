@@ -20,6 +20,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +29,6 @@ import gevent.event
 import orjson
 
 from netlog.metrics import Metrics
-from netlog.query.engine import Engine
 from netlog.report import Reporter
 from netlog.settings import DISABLED, Settings
 from netlog.sinks.console import ConsoleSink
@@ -36,7 +36,7 @@ from netlog.sinks.pipeline import Pipeline, Sink
 from netlog.stats import Stats
 from netlog.store.writer import FILE_NAME, JsonlFileSink, LogDirInUse
 from netlog.viewer import RecordFeed
-from servers.api import QueryApi
+from servers.api import QueryApi, open_engine
 from servers.echo import EchoServer
 from servers.http import HttpServer
 from servers.logsink import LogDatagramServer, LogStreamServer, close_quietly
@@ -212,7 +212,7 @@ class Runner:
                 idle_timeout=s.idle_timeout,
                 max_connections=s.max_connections,
                 max_frame=s.max_frame,
-                api=QueryApi(Engine(s.log_dir), self.pipeline.files.flush),
+                api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
             )
             self._bind("http", "HTTP", self.http, s.http_port)
         ports = {name: int(server.address[1]) for name, server in self._listeners}
