@@ -230,7 +230,11 @@ class Runner:
     def _open_sinks(self) -> None:
         s = self.settings
         files = JsonlFileSink(
-            s.log_dir, max_bytes=s.max_bytes, backups=s.backups, report=self.report
+            s.log_dir,
+            max_bytes=s.max_bytes,
+            backups=s.backups,
+            max_age=s.max_age,
+            report=self.report,
         )
         try:
             files.open()
@@ -247,7 +251,9 @@ class Runner:
             self.feed = RecordFeed()
             self.metrics = Metrics(self.stats)
             extra.append(self.feed)
-        self.pipeline = Pipeline(files, ConsoleSink(s.console), self.stats, extra)
+        self.pipeline = Pipeline(
+            files, ConsoleSink(s.console, src=s.console_src), self.stats, extra
+        )
 
     def _bind(self, name: str, what: str, server: Any, port: int) -> None:
         try:

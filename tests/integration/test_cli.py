@@ -126,10 +126,6 @@ class TestConsole:
         )
         assert expected in out
 
-    @pytest.mark.xfail(
-        reason="servers/runner.py builds ConsoleSink(s.console) without src=s.console_src "
-        "(not this share's file; issue 17 item 2): remove this mark once it does",
-    )
     @pytest.mark.parametrize(("mode", "shown"), [("off", None), ("full", "/test_cli.py:")])
     def test_source_option(self, netlog_factory, mode, shown):
         server = netlog_factory("--console", "pretty", "--console-src", mode)
