@@ -1,7 +1,7 @@
 import json
 
 from netlog.record import Record
-from netlog.sinks.encode import encode_line
+from netlog.sinks.encode import encode_line, line_id
 from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
 from netlog.viewer import load_assets
@@ -135,7 +135,9 @@ class TestRecordFeed:
         pipeline.submit([rec(1), rec(2)])
         pipeline.flush()
         assert feed.total == 2
-        assert files.lines == [encode_line(rec(1)), encode_line(rec(2))]
+        ids = [line_id(line) for line in files.lines]
+        assert len(set(ids)) == 2
+        assert files.lines == [encode_line(rec(1), ids[0]), encode_line(rec(2), ids[1])]
         assert console.records == [rec(1), rec(2)]
         assert console.lines == files.lines
 
@@ -147,7 +149,7 @@ class TestRecordFeed:
         pipeline = Pipeline(files, NullSink(), Stats(), [feed])
         pipeline.submit([rec(1)])
         lines, _, _ = sub.take()
-        assert lines == [encode_line(rec(1))]
+        assert lines == [encode_line(rec(1), line_id(files.lines[0]))]
         assert lines[0] is files.lines[0]
         _, first = feed.subscribe(Wakes())
         assert first == lines
