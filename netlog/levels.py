@@ -52,12 +52,23 @@ RANKS: Final = {
 #: A level nobody knows compares as ``info``: shown by default, hidden by ``--level warning``.
 UNKNOWN_RANK: Final = 20
 _LEVEL_NUMBER: Final = re.compile(r"(?:level )?(\d{1,6})")
+#: Level numbers are written out only in this range: a hostile sender may
+#: claim ``10**5000``, whose decimal text Python refuses to make (and whose
+#: rank, like any past six digits, is unknown anyway).
+_LEVEL_NUMBERS: Final = range(-(10**18), 10**18)
 
 
 def level_from_number(number: Any) -> str:
-    """The name a stdlib level number is stored under (``"level 15"`` for unnamed ones)."""
+    """The name a stdlib level number is stored under (``"level 15"`` for unnamed ones).
+
+    A number that is not an ``int`` or is out of any sane range is ``info``.
+    """
     if type(number) is int:
-        return NAMES_BY_NUMBER.get(number, f"level {number}")
+        name = NAMES_BY_NUMBER.get(number)
+        if name is not None:
+            return name
+        if number in _LEVEL_NUMBERS:
+            return f"level {number}"
     return "info"
 
 
