@@ -40,6 +40,7 @@ import _compat_pickle
 import collections
 import datetime as dt
 import pickle
+import pickletools
 import struct
 from typing import Any, ClassVar, Final
 
@@ -275,17 +276,29 @@ _LEN8: Final = -6
 _STOP: Final = -7
 _LONG_BINPUT: Final = -8
 _PUT: Final = -9
+# Opcodes that can make a tuple share an object (GET, DUP) or build a
+# tuple: rare in SocketHandler frames, so they are last in the chain.
+_GET1: Final = -10
+_GET4: Final = -11
+_GETLINE: Final = -12
+_DUP: Final = -13
+_TUPLE: Final = -14
 
 
 def _layout() -> list[int]:
     table = [_UNKNOWN] * 256
     for codes, kind in (
-        ("()]}0125NRQabdelostu\x81\x85\x86\x87\x88\x89\x8f\x90\x91\x92\x93\x94\x97\x98", 0),
-        ("KhqC\x80\x82", 1),
+        ("(]}01NRQabdelosu\x81\x88\x89\x8f\x90\x91\x92\x93\x94\x97\x98", 0),
+        ("KqC\x80\x82", 1),
         ("M\x83", 2),
-        ("Jj\x84", 4),
+        ("J\x84", 4),
         ("G\x95", 8),
-        ("ILSVFgP", _LINE),
+        ("ILSVFP", _LINE),
+        ("h", _GET1),
+        ("j", _GET4),
+        ("g", _GETLINE),
+        ("2", _DUP),
+        (")t\x85\x86\x87", _TUPLE),
         ("ci", _TWO_LINES),
         ("U\x8a\x8c", _LEN1),
         ("TBX\x8b", _LEN4),
@@ -306,7 +319,7 @@ _U32: Final = struct.Struct("<I").unpack_from
 _U64: Final = struct.Struct("<Q").unpack_from
 
 
-def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912 - one loop over the opcode kinds
+def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912, PLR0915 - one loop over the opcode kinds
     """Return why a pickle must not reach the C unpickler, or None if it may.
 
     Only memory hazards are looked for; everything else (an unknown opcode,
@@ -314,6 +327,11 @@ def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912 - one loop 
     before that point can allocate more than the frame's size.  Branches are
     ordered by how often SocketHandler frames use them; this costs about as
     much as the unpickling itself (~5 µs for a typical LogRecord frame).
+
+    A frame that both builds tuples and shares objects (memo ``GET``,
+    ``DUP``) is also checked by :func:`tuple_hash_problem`: the unpickler
+    hashes a tuple used as a dict key or set member by walking it, and
+    ``T = (T', T')`` nested 64 times is a 2**64-node walk.
     """
     layout = _LAYOUT
     u32 = _U32
@@ -324,6 +342,7 @@ def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912 - one loop 
         _LONG_BINPUT,
     )  # locals: faster than globals
     i = 0
+    shares = tuples = False
     try:
         while True:
             kind = layout[data[i]]
@@ -339,7 +358,7 @@ def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912 - one loop 
                 if data[i] == 0x71:
                     i += 2
             elif kind == stop_:
-                return None
+                return tuple_hash_problem(data) if shares and tuples else None
             elif kind == long_binput:
                 if u32(data, i)[0] > i:
                     return "memo index out of range"
@@ -355,12 +374,152 @@ def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912 - one loop 
                 i = data.index(b"\n", data.index(b"\n", i) + 1) + 1
             elif kind == _LEN8:
                 i += 8 + _U64(data, i)[0]
+            elif kind == _TUPLE:
+                tuples = True
+            elif kind == _GET1:
+                shares = True
+                i += 1
+            elif kind == _GET4:
+                shares = True
+                i += 4
+            elif kind == _GETLINE:
+                shares = True
+                i = data.index(b"\n", i) + 1
+            elif kind == _DUP:
+                shares = True
             else:
                 return f"unknown opcode 0x{data[i - 1]:02x}"
     except (IndexError, struct.error):
         return "truncated pickle"
     except ValueError:
         return "bad opcode argument"
+
+
+#: How each opcode moves the stack, for :func:`tuple_hash_problem`:
+#: ``(pops up to a mark, then pops, then pushes)``, from pickletools' table.
+_STACK_EFFECT: Final = {
+    ord(op.code): (
+        "mark" in [item.name for item in op.stack_before],
+        [item.name for item in op.stack_before].index("mark")
+        if "mark" in [item.name for item in op.stack_before]
+        else len(op.stack_before),
+        len(op.stack_after),
+    )
+    for op in pickletools.opcodes
+}
+_MARK: Final = -1
+
+
+def tuple_hash_problem(data: bytes) -> str | None:  # noqa: C901, PLR0912, PLR0915 - one loop over the opcodes
+    """Tell why hashing a tuple of this pickle would cost too much, or None.
+
+    Replays the stack, keeping for each item the number of nodes a hash of
+    it walks (1 for anything but a tuple: a str, frozenset or placeholder
+    hash is cached or constant).  A tuple whose walk exceeds four times the
+    frame's size (plus 64 Ki) can only come from shared sub-tuples, the
+    hash amplification; an honest frame's tuples are at most its size.
+    Runs only for frames that build tuples and share objects (rare), at
+    about 0.3 µs an opcode.  Malformed pickles are left to the unpickler.
+    """
+    limit = 4 * len(data) + (1 << 16)
+    layout = _LAYOUT
+    effects = _STACK_EFFECT
+    stack: list[int] = []
+    memo: dict[int, int] = {}
+    i = 0
+    try:
+        while True:
+            code = data[i]
+            kind = layout[code]
+            i += 1
+            weight = 1
+            if code in _TUPLE_N:
+                count = _TUPLE_N[code]
+                if count < 0:
+                    mark = len(stack) - 1 - stack[::-1].index(_MARK)
+                    items = stack[mark + 1 :]
+                    del stack[mark:]
+                else:
+                    items = stack[len(stack) - count :] if count else []
+                    if len(items) != count or _MARK in items:
+                        return None
+                    del stack[len(stack) - count :]
+                weight = 1 + sum(items)
+                if weight > limit:
+                    return "a tuple shares its items too often to be hashed"
+                stack.append(weight)
+                continue
+            if kind in _GETS:
+                index, i = _memo_index(data, i, code, len(memo))
+                stack.append(memo.get(index, 1))
+                continue
+            if kind == _DUP:
+                stack.append(_top(stack))
+                continue
+            if code in _MEMO_PUT:
+                index, i = _memo_index(data, i, code, len(memo))
+                memo[index] = _top(stack)
+                continue
+            if kind == _STOP:
+                return None
+            # Every other opcode: skip its argument, apply its stack effect.
+            if kind >= 0:
+                i += kind
+            elif kind == _LEN1:
+                i += 1 + data[i]
+            elif kind == _LEN4:
+                i += 4 + _U32(data, i)[0]
+            elif kind == _LEN8:
+                i += 8 + _U64(data, i)[0]
+            elif kind == _LINE:
+                i = data.index(b"\n", i) + 1
+            elif kind == _TWO_LINES:
+                i = data.index(b"\n", data.index(b"\n", i) + 1) + 1
+            else:
+                return None
+            to_mark, pops, pushes = effects[code]
+            if code == 0x30 and stack and stack[-1] == _MARK:  # POP of a mark
+                stack.pop()
+                continue
+            if to_mark:
+                del stack[len(stack) - 1 - stack[::-1].index(_MARK) :]
+            if pops:
+                if len(stack) < pops:
+                    return None
+                del stack[len(stack) - pops :]
+            if code == 0x28:  # MARK
+                stack.append(_MARK)
+            else:
+                stack.extend([1] * pushes)
+    except (IndexError, ValueError, struct.error, KeyError):
+        return None
+
+
+def _memo_index(data: bytes, i: int, code: int, size: int) -> tuple[int, int]:
+    """The memo index a GET/PUT opcode at ``i - 1`` names, and where the next opcode starts."""
+    if code in {0x68, 0x71}:  # BINGET, BINPUT
+        return data[i], i + 1
+    if code in {0x6A, 0x72}:  # LONG_BINGET, LONG_BINPUT
+        return _U32(data, i)[0], i + 4
+    if code == 0x94:  # MEMOIZE: the next free index
+        return size, i
+    stop = data.index(b"\n", i)  # GET, PUT: a decimal line
+    return int(data[i:stop]), stop + 1
+
+
+def _top(stack: list[int]) -> int:
+    """The weight of the top object: marks are not objects to the unpickler."""
+    for weight in reversed(stack):
+        if weight != _MARK:
+            return weight
+    raise IndexError
+
+
+#: Tuple-building opcodes and how many items each takes (-1: up to the mark).
+_TUPLE_N: Final = {0x29: 0, 0x74: -1, 0x85: 1, 0x86: 2, 0x87: 3}
+_GETS: Final = frozenset({_GET1, _GET4, _GETLINE})
+#: PUT, BINPUT, LONG_BINPUT, MEMOIZE.
+_MEMO_PUT: Final = frozenset({0x70, 0x71, 0x72, 0x94})
 
 
 #: The largest frame whose unpickler the next frame of a read may reuse:
@@ -416,7 +575,10 @@ class FrameLoader:
         source.data = data
         source.pos = 0
         unpickler = self._unpickler
-        if unpickler is None:
+        if unpickler is None or b"\x94" in data:
+            # MEMOIZE (protocol 4+) stores at the memo's entry count, which
+            # memo.clear() does not reset: in a reused unpickler the frame's
+            # own BINGETs would miss (a good record lost as a bad frame).
             unpickler = self._unpickler = SafeUnpickler(source)
         try:
             value = unpickler.load()
@@ -474,10 +636,13 @@ def short_repr(value: Any, limit: int = PLACEHOLDER_CHARS) -> str:
 
 
 _RENDER_DEPTH: Final = 4
+#: Placeholders nest without containers (``f()()()...`` is two bytes a
+#: call): past this depth they are shown as ``...`` too.
+_RENDER_NESTING: Final = 16
 
 
 def _render(value: Any, out: list[str], budget: list[int], depth: int) -> None:
-    if budget[0] <= 0:
+    if budget[0] <= 0 or depth > _RENDER_NESTING:
         out.append("...")
         return
     if isinstance(value, type) and issubclass(value, Placeholder):
@@ -539,8 +704,9 @@ def _render_instance(value: Placeholder, out: list[str], budget: list[int], dept
     name = type(value).qualname
     if isinstance(value, _CallResult):
         # e.g. getattr(x, "y")(...): name it after what was called.
+        # Charged to the one budget, so a chain of calls cannot grow it.
         inner: list[str] = []
-        _render(value.target, inner, [budget[0]], depth + 1)
+        _render(value.target, inner, budget, depth + 1)
         name = "".join(inner).removeprefix("<").removesuffix(">")
     elif (
         name == "copyreg._reconstructor"
@@ -552,7 +718,7 @@ def _render_instance(value: Placeholder, out: list[str], budget: list[int], dept
         name = args[0].qualname
         args = () if args[2] is None else (args[2],)
     out.append("<" + name)
-    budget[0] -= len(name) + 2
+    budget[0] -= 2 if isinstance(value, _CallResult) else len(name) + 2
     if args or value.kwargs:
         out.append("(")
         first = True

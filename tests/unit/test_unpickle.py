@@ -21,6 +21,7 @@ from netlog.decode.unpickle import (
     is_placeholder,
     render_placeholder,
     short_repr,
+    tuple_hash_problem,
     unpickle_dict,
 )
 from netlog.errors import DecodeError
@@ -329,3 +330,60 @@ class TestShortRepr:
         assert short_repr(("a", 1, None, 2.5, b"b")) == "('a', 1, None, 2.5, b'b')"
         assert short_repr((1,)) == "(1,)"
         assert short_repr({"a": [1]}) == "{'a': [1]}"
+
+
+def _tuple_hash_bomb(levels: int) -> bytes:
+    """``{"f": {T: 1}}``, ``T = (T', T')`` ``levels`` deep (BINPUT, POP, BINGET twice, TUPLE2)."""
+    ops = b"N" + b"q\x010h\x01h\x01\x86" * levels
+    return (
+        b"\x80\x02}q\x00(X\x03\x00\x00\x00msgX\x01\x00\x00\x00xX\x01\x00\x00\x00f}q\x02"
+        + ops
+        + b"K\x01su."
+    )
+
+
+class TestSharedTuples:
+    """Issue 15 item 2's sibling: the unpickler hashes a tuple key by walking it."""
+
+    def test_hash_bomb_is_refused_before_unpickling(self):
+        # Hashing T would walk 2**64 nodes, inside the C unpickler, where no
+        # budget reaches: it never finished.
+        assert check_opcodes(_tuple_hash_bomb(64)) == (
+            "a tuple shares its items too often to be hashed"
+        )
+        with pytest.raises(DecodeError, match="shares its items"):
+            unpickle_dict(_tuple_hash_bomb(64))
+
+    def test_a_little_sharing_is_fine(self):
+        assert unpickle_dict(_tuple_hash_bomb(8))["f"]
+        shared = (1, 2)
+        value = {"msg": "m", "pts": {(shared, shared, i): i for i in range(100)}}
+        for protocol in PROTOCOLS:
+            assert unpickle_dict(pickle.dumps(value, protocol)) == value
+
+    def test_honest_tuples_need_no_replay(self):
+        assert tuple_hash_problem(pickle.dumps({"t": tuple(range(1000))}, 4)) is None
+
+
+class TestMemoizeAfterReuse:
+    """Protocol 4 frames after another frame of the same read were lost as bad frames."""
+
+    def test_each_frame_keeps_its_memo(self):
+        twice: list = []
+        twice.extend([twice, twice])
+        loader = FrameLoader()
+        for protocol in (1, 4, 4, 5, 2, 4):
+            frame = pickle.dumps({"msg": "m", "shared": ["s", "s"], "twice": twice}, protocol)
+            value = loader.load(frame)
+            assert value["twice"][0] is value["twice"]
+
+
+class TestCallChains:
+    """A placeholder called 100,000 times in a row renders as a bounded text."""
+
+    def test_render_is_bounded(self):
+        body = b"\x80\x02}q\x00X\x03\x00\x00\x00msgq\x01ca\nb\n" + b")R" * 100_000 + b"s."
+        value = unpickle_dict(body)["msg"]
+        # This recursed once per call: RecursionError, not DecodeError.
+        assert len(render_placeholder(value)) <= 200
+        assert len(short_repr([value, value])) <= 200
