@@ -49,9 +49,15 @@ __all__ = [
 #: Nesting deeper than this is replaced by a marker string.
 MAX_DEPTH: Final = 64
 _TOO_DEEP: Final = "<nested too deep>"
+#: What a container inside itself (``L = [L]``) becomes where it recurs.
+_CYCLE: Final = "<cycle>"
 
 _INT_MIN: Final = -(1 << 63)
 _INT_END: Final = 1 << 64  # orjson writes int64 and uint64, nothing wider
+#: Wider ints are shown as ``<int of N bits>``: their decimal text costs
+#: time quadratic in their size (270 µs for 4,000 digits), and a frame can
+#: hold hundreds of them.  Up to here (~300 digits) it takes about 2 µs.
+_INT_TEXT_BITS: Final = 1000
 
 
 def expansion_budget(max_frame: int) -> int:
@@ -60,13 +66,24 @@ def expansion_budget(max_frame: int) -> int:
 
 
 class Budget:
-    """Characters and items a conversion may still produce; raises ``bad_frame`` when spent."""
+    """Characters and items a conversion may still produce; raises ``bad_frame`` when spent.
 
-    __slots__ = ("left", "limit")
+    It also remembers, for one frame, what :func:`json_safe` made of each
+    object that is not a plain scalar, so an object the frame references
+    many times (the pickle memo makes that two bytes a reference) is
+    converted once.  Keep one budget per frame: the memory is keyed by
+    ``id()``, and it holds the objects so that no id is reused meanwhile.
+    """
+
+    __slots__ = ("deepest", "left", "limit", "seen")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.left = limit
+        self.seen: dict[int, list[Any]] = {}
+        """``id(value)`` -> ``[value, result, size, height]``; ``_IN_PROGRESS`` while walked."""
+        self.deepest = 0
+        """The deepest level a container was converted at in the current walk."""
 
     def charge(self, amount: int) -> None:
         """Spend ``amount``; raise once the frame has expanded past the limit."""
@@ -78,32 +95,81 @@ class Budget:
             )
 
 
-def json_safe(value: Any, budget: Budget, depth: int = 0) -> Any:  # noqa: C901, PLR0911, PLR0912 - one flat type switch
+_IN_PROGRESS: Final = object()
+
+
+def json_safe(value: Any, budget: Budget, depth: int = 0) -> Any:  # noqa: PLR0911 - one flat type switch
     """Return ``value`` as str/int/float/bool/None/list/dict with str keys.
 
-    datetimes become ISO 8601 text, sets become (sorted when possible)
-    lists, bytes become text with ``backslashreplace``, placeholders become
-    their ``<module.name(...)>`` text; ints wider than 64 bits and
-    non-finite floats become text because JSON encoders refuse them.
+    datetimes become ISO 8601 text, sets become (sorted when they hold only
+    scalars) lists, bytes become text with ``backslashreplace``,
+    placeholders become their ``<module.name(...)>`` text; ints wider than
+    64 bits and non-finite floats become text because JSON encoders refuse
+    them.
+
+    Each object other than a plain scalar is converted once per frame
+    (``budget`` remembers it): a later reference to it gets the same result
+    and is charged its size, so ``L = [L, L]`` nested 64 times is refused
+    after one walk of its 64 lists instead of a walk of 2**64 nodes.  A
+    container met again inside itself becomes ``"<cycle>"``.  The work is
+    therefore one step per object and per reference in the frame (bounded
+    by the frame's size), plus at most the budget's characters of output.
     """
     kind = type(value)
     if kind is str:
         budget.charge(len(value))
         return value
     if kind is int:
-        budget.charge(1)
         if _INT_MIN <= value < _INT_END:
+            budget.charge(1)
             return value
-        return _big_int(value)
-    if kind is float:
+    elif kind is float:
         budget.charge(1)
         return value if math.isfinite(value) else repr(value)
-    if value is None or kind is bool:
+    elif value is None or kind is bool:
         budget.charge(1)
         return value
-    budget.charge(2)
+    seen = budget.seen.get(id(value))
+    if seen is not None:
+        return _again(seen, budget, depth)
     if depth >= MAX_DEPTH:
+        budget.charge(2)
         return _TOO_DEEP
+    entry = [value, _IN_PROGRESS, 0, 0]
+    budget.seen[id(value)] = entry
+    left = budget.left
+    outer = budget.deepest
+    budget.deepest = depth
+    result = _convert(value, kind, budget, depth)
+    entry[1] = result
+    entry[2] = left - budget.left
+    entry[3] = budget.deepest - depth
+    budget.deepest = max(outer, budget.deepest)
+    return result
+
+
+def _again(seen: list[Any], budget: Budget, depth: int) -> Any:
+    """A second reference to an object already converted (or being converted) in this frame."""
+    _value, result, size, height = seen
+    if result is _IN_PROGRESS:
+        budget.charge(len(_CYCLE))
+        return _CYCLE
+    if depth + height >= MAX_DEPTH:
+        # Here the shared result would nest deeper than JSON encoders write.
+        budget.charge(2)
+        return _TOO_DEEP
+    budget.charge(size)
+    budget.deepest = max(budget.deepest, depth + height)
+    return result
+
+
+#: Set members that sort among themselves without walking a structure.
+_SORTABLE: Final = frozenset({str, int, float, bool})
+
+
+def _convert(value: Any, kind: type, budget: Budget, depth: int) -> Any:
+    """:func:`json_safe` for a value met for the first time in its frame."""
+    budget.charge(2)
     if isinstance(value, dict):
         return {
             _key(key, budget): json_safe(item, budget, depth + 1) for key, item in value.items()
@@ -112,14 +178,17 @@ def json_safe(value: Any, budget: Budget, depth: int = 0) -> Any:  # noqa: C901,
         return [json_safe(item, budget, depth + 1) for item in value]
     if isinstance(value, set | frozenset):
         items = [json_safe(item, budget, depth + 1) for item in value]
-        with contextlib.suppress(TypeError):  # mixed types keep their order
-            items.sort()
+        # Only scalars are sorted: comparing two lists walks them, and two
+        # equal-looking shared structures compare in exponential time.
+        if all(type(item) in _SORTABLE for item in items):
+            with contextlib.suppress(TypeError):  # mixed types keep their order
+                items.sort()
         return items
-    if isinstance(value, bytes | bytearray):
+    if kind is int:
+        text = _big_int(value)
+    elif isinstance(value, bytes | bytearray):
         text = bytes(value).decode("utf-8", "backslashreplace")
-        budget.charge(len(text))
-        return text
-    if is_placeholder(value):
+    elif is_placeholder(value):
         text = render_placeholder(value)
     elif isinstance(value, dt.date | dt.time):
         text = value.isoformat()
@@ -132,10 +201,9 @@ def json_safe(value: Any, budget: Budget, depth: int = 0) -> Any:  # noqa: C901,
 
 
 def _big_int(value: int) -> str:
-    try:
-        return str(value)
-    except ValueError:  # more than sys.get_int_max_str_digits() digits
-        return f"<int of {value.bit_length()} bits>"
+    """An int too wide for JSON as text: decimal up to ~300 digits, else its size."""
+    bits = value.bit_length()
+    return str(value) if bits < _INT_TEXT_BITS else f"<int of {bits} bits>"
 
 
 def _key(key: Any, budget: Budget) -> str:
