@@ -21,12 +21,12 @@ from __future__ import annotations
 import collections
 from typing import TYPE_CHECKING
 
-from netlog.decode.formats import json_or_text, pickle_record, syslog_record
+from netlog.decode.formats import cap_message, json_or_text, pickle_record, syslog_record
 from netlog.decode.framing import PICKLE_START, pickle_datagram
 from netlog.decode.normalize import expansion_budget
 from netlog.decode.unpickle import unpickle_dict
 from netlog.errors import DecodeError
-from netlog.settings import DEFAULT_MAX_FRAME
+from netlog.settings import DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE
 
 if TYPE_CHECKING:
     from netlog.record import Record
@@ -44,6 +44,7 @@ def decode_datagram(
     received: float,
     *,
     max_frame: int = DEFAULT_MAX_FRAME,
+    max_line: int = DEFAULT_MAX_LINE,
     notes: collections.Counter[str] | None = None,
 ) -> Record:
     """Decode one datagram; raise ``DecodeError`` if it cannot become a record.
@@ -51,26 +52,30 @@ def decode_datagram(
     Reasons: ``empty``, ``bad_datagram`` (pickle-looking but shorter than
     its prefix), ``length_mismatch``, ``frame_too_large``, ``bad_frame``.
     A record kept in a degraded form is counted in ``notes`` when given
-    (the server passes its own counter, as a stream decoder has one).
+    (the server passes its own counter, as a stream decoder has one),
+    among them a pickle's message cut to ``max_line`` (``message_truncated``).
     """
     if not data or data.isspace():
         raise DecodeError("empty", "empty datagram")
     if data[0] in PICKLE_START:
-        return pickle_record(
+        record = pickle_record(
             unpickle_dict,
             pickle_datagram(data, max_frame),
             peer,
             received,
             expansion_budget(max_frame),
         )
-    if data[:1] == b"<":
-        record = syslog_record(data, peer, received)
-        if record is not None:
-            return record
-    # Not blank (tested above), so json_or_text always makes a record.
-    record = json_or_text(
-        data.rstrip(b"\r\n"), peer, received, _UNREAD_NOTES if notes is None else notes
-    )
-    if record is None:  # pragma: no cover - unreachable, but the type says so
-        raise DecodeError("empty", "empty datagram")
+    else:
+        found = syslog_record(data, peer, received) if data[:1] == b"<" else None
+        # Not blank (tested above), so json_or_text always makes a record.
+        found = found or json_or_text(
+            data.rstrip(b"\r\n"), peer, received, _UNREAD_NOTES if notes is None else notes
+        )
+        if found is None:  # pragma: no cover - unreachable, but the type says so
+            raise DecodeError("empty", "empty datagram")
+        record = found
+    # A datagram is at most 64 KiB, but a pickle's message is built and may
+    # be larger, and --max-line may be set below 64 KiB.
+    if len(record.message) > max_line:
+        record = cap_message(record, max_line, notes)
     return record

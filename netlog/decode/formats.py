@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEEP_JSON",
+    "cap_message",
     "decode_text",
     "is_deep",
     "json_or_text",
@@ -60,6 +61,24 @@ DEEP_JSON: Final = 250
 def is_deep(text: bytes) -> bool:
     """Tell whether JSON ``text`` has brackets enough to nest past what orjson writes."""
     return len(text) > DEEP_JSON and text.count(b"{") + text.count(b"[") > DEEP_JSON
+
+
+def cap_message(record: Record, limit: int, notes: collections.Counter[str] | None) -> Record:
+    """``record`` with its message cut to ``limit`` characters, marked and noted.
+
+    The one cap on a message that a format built rather than received as a
+    line (a pickle's non-text ``msg``, an HTTP form's ``msg % args``, an
+    HTTP body's JSON), as rsyslog's ``$MaxMessageSize`` and Vector's
+    ``max_length``: the transports call it with ``--max-line``, the largest
+    line netlog accepts.  The cut message ends with a visible marker and is
+    counted in ``notes["message_truncated"]``.  Callers test
+    ``len(record.message) > limit`` first: that is all a normal record pays.
+    """
+    message = record.message
+    marker = f" ...<message truncated: {len(message)} characters>"
+    if notes is not None:
+        notes["message_truncated"] += 1
+    return record._replace(message=message[: max(0, limit - len(marker))] + marker)
 
 
 def json_record(

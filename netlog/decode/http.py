@@ -32,11 +32,11 @@ from typing import Any, Final
 
 import orjson
 
-from netlog.decode.formats import decode_text, json_record
+from netlog.decode.formats import cap_message, decode_text, json_record
 from netlog.decode.normalize import Budget, expansion_budget, from_json, from_logrecord, from_text
 from netlog.errors import DecodeError
 from netlog.record import Record
-from netlog.settings import DEFAULT_MAX_FRAME
+from netlog.settings import DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE
 
 __all__ = [
     "FORM",
@@ -71,6 +71,9 @@ _MAX_ARGS: Final = 64 * 1024
 #: A conversion wider or more precise than this is not formatted: ``%999999999d``
 #: would turn a 20-byte request into a gigabyte.
 _MAX_WIDTH: Final = 1000
+#: What a conversion may write beyond its value's source text and its width
+#: and precision: ``%f`` of 1e308 is 309 digits, a sign and a point.
+_FLOAT_DIGITS: Final = 330
 _SPEC: Final = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.DOTALL)
 _EXC_INFO: Final = re.compile(
     r"\(<class '([^']+)'>, (.*), <traceback object at 0x[0-9a-fA-F]+>\)\Z", re.DOTALL
@@ -123,6 +126,7 @@ def decode_body(
     received: float,
     *,
     max_frame: int = DEFAULT_MAX_FRAME,
+    max_line: int = DEFAULT_MAX_LINE,
     notes: collections.Counter[str] | None = None,
 ) -> list[Record]:
     """Decode a whole request body into records; ``DecodeError`` if any part is bad.
@@ -130,32 +134,53 @@ def decode_body(
     Reasons: ``empty``, ``unsupported_media_type``, ``bad_form``, ``bad_json``,
     and ``bad_frame`` (a form that expands past the budget).  A text line
     kept with backslash escapes is counted in ``notes["invalid_utf8"]`` when
-    ``notes`` is given, as for TCP and UDP.
+    ``notes`` is given, as for TCP and UDP.  A body may be larger than
+    ``max_line`` (up to :data:`MAX_BODY`), and a form's message is built
+    from ``msg % args``: a message longer than ``max_line`` is cut with a
+    marker and counted in ``notes["message_truncated"]``
+    (:func:`~netlog.decode.formats.cap_message`).
     """
     if not body.strip():
         raise DecodeError("empty", "the body is empty: send a record")
     media = media_type(content_type, body)
     if media == FORM:
-        return [decode_form(body, peer, received, max_frame=max_frame)]
-    if media in _JSON:
-        return _json_body(body, peer, received)
-    if media in _JSON_LINES:
-        return _json_lines(body, peer, received)
-    if media == _TEXT:
-        return _text_lines(body, peer, received, collections.Counter() if notes is None else notes)
-    raise DecodeError(
-        "unsupported_media_type",
-        f"Content-Type {media!r} is not one of: form, JSON, JSON lines, text/plain",
-    )
+        records = [decode_form(body, peer, received, max_frame=max_frame, max_line=max_line)]
+    elif media in _JSON:
+        records = _json_body(body, peer, received)
+    elif media in _JSON_LINES:
+        records = _json_lines(body, peer, received)
+    elif media == _TEXT:
+        if notes is None:
+            notes = collections.Counter()
+        records = _text_lines(body, peer, received, notes)
+    else:
+        raise DecodeError(
+            "unsupported_media_type",
+            f"Content-Type {media!r} is not one of: form, JSON, JSON lines, text/plain",
+        )
+    for index, record in enumerate(records):
+        if len(record.message) > max_line:
+            records[index] = cap_message(record, max_line, notes)
+    return records
 
 
 # --- forms (HTTPHandler) ------------------------------------------------------
 
 
 def decode_form(
-    data: bytes, peer: str, received: float, *, max_frame: int = DEFAULT_MAX_FRAME
+    data: bytes,
+    peer: str,
+    received: float,
+    *,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    max_line: int = DEFAULT_MAX_LINE,
 ) -> Record:
-    """One record from a URL-encoded form (a POST body or a GET query string)."""
+    """One record from a URL-encoded form (a POST body or a GET query string).
+
+    ``msg % args`` is formatted only when the result is sure to fit in
+    ``max_line`` characters (:func:`format_logrecord_message`); the caller
+    cuts a message that is still longer (:func:`decode_body` does).
+    """
     text = data.decode("utf-8", "backslashreplace").strip()
     try:
         pairs = urllib.parse.parse_qsl(
@@ -173,11 +198,11 @@ def decode_form(
     if not _LOGRECORD_MARKERS & form.keys():
         obj: dict[str, Any] = dict(form)
         return from_json(obj, peer, received, fmt=_FORMAT)
-    return _from_logrecord_form(form, peer, received, Budget(expansion_budget(max_frame)))
+    return _from_logrecord_form(form, peer, received, Budget(expansion_budget(max_frame)), max_line)
 
 
 def _from_logrecord_form(
-    form: dict[str, str], peer: str, received: float, budget: Budget
+    form: dict[str, str], peer: str, received: float, budget: Budget, max_line: int
 ) -> Record:
     data = _typed_attributes(form)
     args = data.pop("args", None)
@@ -187,7 +212,7 @@ def _from_logrecord_form(
         data["msg"] = message  # a Formatter already did the work
     else:
         msg = data.get("msg", "")
-        formatted, used = format_logrecord_message(msg, args)
+        formatted, used = format_logrecord_message(msg, args, max_line)
         data["msg"] = formatted
         if not used:
             unused_args = args
@@ -237,16 +262,34 @@ def _exc_from_info(text: str) -> str:
     return match.group(2) if match else text
 
 
-def format_logrecord_message(msg: str, args: str | None) -> tuple[str, bool]:
+def format_logrecord_message(  # noqa: PLR0911 - each refusal says why
+    msg: str, args: str | None, max_len: int = DEFAULT_MAX_LINE
+) -> tuple[str, bool]:
     """Rebuild ``msg % args`` from their ``str()`` forms; (message, whether args were used).
 
     ``args`` is evaluated only as a Python literal (``ast.literal_eval``, never
     ``eval``), only when short, and the format only when none of its
-    conversions asks for a huge width.  Anything else leaves ``msg`` as sent.
+    conversions asks for a huge width and the result cannot exceed
+    ``max_len`` characters: each conversion passing the width check is not
+    enough, since ``"%(a)1000s"`` 115,000 times makes 115 MB of 1 MB.
+    Anything else leaves ``msg`` as sent.
     """
     if args is None or args in ("", "()", "{}"):
         return msg, True
-    if "%" not in msg or len(args) > _MAX_ARGS or not _safe_format(msg):
+    if "%" not in msg or len(args) > _MAX_ARGS:
+        return msg, False
+    spans = _conversion_spans(msg)
+    if spans is None:
+        return msg, False
+    # The most text the result can have: each conversion writes at most its
+    # width, its precision and a float's 309 digits (_FLOAT_DIGITS) besides
+    # its value's text, whose length is about that of the value's source in
+    # ``args`` (at most twice, for the escapes repr may add); a mapping's
+    # value may be used by every conversion, a tuple's only once.
+    values = 2 * len(args)
+    shared = args.lstrip().startswith("{")
+    bound = len(msg) + sum(spans) + (values * len(spans) if shared else values)
+    if bound > max_len:
         return msg, False
     try:
         value = ast.literal_eval(args)
@@ -260,12 +303,20 @@ def format_logrecord_message(msg: str, args: str | None) -> tuple[str, bool]:
         return msg, False
 
 
-def _safe_format(msg: str) -> bool:
+def _conversion_spans(msg: str) -> list[int] | None:
+    """The most each conversion of ``msg`` adds to its value's text; ``None`` if one is huge."""
+    spans = []
     for width, precision, _conversion in _SPEC.findall(msg):
+        span = _FLOAT_DIGITS
         for number in (width, precision):
-            if number == "*" or (number and int(number) > _MAX_WIDTH):
-                return False
-    return True
+            if not number:
+                continue
+            # Compared as text first: int() refuses more than 4,300 digits.
+            if number == "*" or len(number) > 4 or int(number) > _MAX_WIDTH:
+                return None
+            span += int(number)
+        spans.append(span)
+    return spans
 
 
 # --- text and JSON ------------------------------------------------------------

@@ -56,7 +56,7 @@ import enum
 import time
 from typing import TYPE_CHECKING, Final
 
-from netlog.decode.formats import json_or_text
+from netlog.decode.formats import cap_message, json_or_text
 from netlog.decode.framing import PICKLE_START, LengthPrefixed, Lines
 from netlog.decode.normalize import Budget, expansion_budget, from_logrecord
 from netlog.decode.unpickle import FrameLoader
@@ -230,6 +230,7 @@ class StreamDecoder:
     def _pickles(self, frames: list[bytes], now: float, out: list[Record]) -> None:
         peer = self.peer
         expansion = self._expansion
+        max_line = self.max_line
         load = FrameLoader().load
         for frame in frames:
             try:
@@ -238,6 +239,8 @@ class StreamDecoder:
             except DecodeError as exc:
                 self._problem("bad_frame", f"skipped a bad pickle frame: {exc}")
                 continue
+            if len(record.message) > max_line:
+                record = cap_message(record, max_line, self.notes)
             out.append(record)
 
     def _lines(self, lines: list[bytes], now: float, out: list[Record]) -> None:

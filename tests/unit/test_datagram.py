@@ -177,3 +177,24 @@ class TestOtherDatagrams:
         with pytest.raises(DecodeError) as info:
             decode(data)
         assert info.value.reason == "empty"
+
+
+class TestPoison:
+    """Issue 15 item 1: values a decoder cannot print cost their own record at most."""
+
+    def test_unprintable_level_number(self):
+        data = pickle.dumps({"msg": "poison", "levelno": 10**5000}, 4)
+        record = decode(len(data).to_bytes(4, "big") + data)
+        assert (record.message, record.level) == ("poison", "info")
+
+    def test_built_message_is_capped_at_max_line(self):
+        data = pickle.dumps({"msg": ["x" * 100] * 100}, 4)
+        notes = collections.Counter()
+        record = decode(len(data).to_bytes(4, "big") + data, max_line=1000, notes=notes)
+        assert len(record.message) <= 1000
+        assert record.message.endswith("characters>")
+        assert notes["message_truncated"] == 1
+
+    def test_text_is_capped_when_max_line_is_small(self):
+        record = decode(b"y" * 5000, max_line=1000)
+        assert len(record.message) <= 1000

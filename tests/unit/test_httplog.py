@@ -225,3 +225,41 @@ class TestBodies:
     )
     def test_media_type(self, content_type, body, expected):
         assert media_type(content_type, body) == expected
+
+
+class TestFormatAmplification:
+    """Issue 15 item 3: each conversion's width is bounded, and so is their sum."""
+
+    def test_many_wide_conversions_are_not_formatted(self):
+        msg = "%(a)1000s" * 115_000
+        message, used = format_logrecord_message(msg, "{'a': 1}")
+        assert (message, used) == (msg, False)
+
+    def test_the_bound_is_the_max_line(self):
+        msg = "%(a)1000s" * 10
+        assert format_logrecord_message(msg, "{'a': 1}", 100_000)[1] is True
+        assert format_logrecord_message(msg, "{'a': 1}", 10_000)[1] is False
+
+    def test_a_width_of_5000_digits_is_refused_not_raised(self):
+        # int() of the width raised ValueError (the 4,300-digit limit).
+        msg = "%" + "9" * 5000 + "s"
+        assert format_logrecord_message(msg, "(1,)") == (msg, False)
+
+    def test_handler_form_line_stays_under_max_line(self):
+        body = handler_body("%(a)1000s" * 115_000, {"a": 1})
+        notes = collections.Counter()
+        [record] = decode_body(body, FORM, PEER, NOW, max_line=100_000, notes=notes)
+        assert len(record.message) <= 100_000
+        assert record.message.endswith("<message truncated: 1035000 characters>")
+        assert record.fields["args"] == "{'a': 1}"
+        assert notes["message_truncated"] == 1
+
+    def test_json_body_message_is_capped_too(self):
+        body = b'{"event": "' + b"x" * 5000 + b'"}'
+        [record] = decode_body(body, "application/json", PEER, NOW, max_line=1000)
+        assert len(record.message) <= 1000
+        assert "message truncated" in record.message
+
+    def test_short_messages_are_untouched(self):
+        [record] = decode_body(handler_body("hi %s", "x"), FORM, PEER, NOW, max_line=1000)
+        assert record.message == "hi x"

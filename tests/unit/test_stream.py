@@ -382,3 +382,28 @@ class TestLines:
         decoder, records = feed_all(b"")
         assert records == []
         assert decoder.format is None
+
+
+class TestPoisonFrames:
+    """Issue 15 items 1-3: a poison frame between good ones costs only itself."""
+
+    def test_good_records_around_poison_survive(self):
+        def framed(value):
+            data = pickle.dumps(value, 4)
+            return len(data).to_bytes(4, "big") + data
+
+        twice: list = []
+        twice.extend([twice, twice])
+        poison = [
+            {"msg": "level", "levelno": 10**5000},
+            {"msg": "twice", "f": twice},
+            {"msg": ["x" * 1000] * 3000},  # a message built to 3 MB from 4 KB
+        ]
+        data = framed({"msg": "a"}) + b"".join(map(framed, poison)) + framed({"msg": "b"})
+        decoder = StreamDecoder(PEER, max_line=100_000)
+        records = decoder.feed(data)
+        assert [r.message for r in records][:3] == ["a", "level", "twice"]
+        assert records[-1].message == "b"
+        assert len(records[3].message) <= 100_000
+        assert decoder.notes["message_truncated"] == 1
+        assert not decoder.dropped
