@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -281,6 +282,51 @@ _SRC_KEYS: Final = (
 )
 
 
+#: The LogRecord attribute in which netlog.client carries the user's keys
+#: that LogRecord owns (``thread=3`` from structlog): unpacked into ``fields``
+#: under the names the user wrote (netlog.client.FIELDS_ATTR).
+_CARRIED_FIELDS: Final = "netlog_fields"
+
+#: A source inside structlog or logging is where the library called the
+#: stdlib logger, never the application's line (structlog routed through a
+#: plain stdlib logger records ``structlog/_base.py _proxy_to_logger``).
+_LIBRARY_SOURCE: Final = re.compile(
+    r"[/\\]structlog[/\\][^/\\]+\.py$|[/\\]logging[/\\](?:__init__|handlers|config)\.py$"
+)
+
+#: structlog's CallsiteParameterAdder keys, in the order of _SRC_KEYS' first
+#: three: the application's own line, when the record carries them.
+_CALLSITE_KEYS: Final = (("file", "pathname"), ("line", "lineno"), ("func", "func_name"))
+
+
+def _unpack_carried(fields: dict[str, Any], carried: Any, budget: Budget) -> None:
+    """The user's keys netlog.client carried, into ``fields`` as written."""
+    unpacked = json_safe(carried, budget)
+    if type(unpacked) is dict:
+        for key, value in unpacked.items():
+            fields.setdefault(key, value)
+    else:  # not what netlog.client sends: kept as it came
+        fields[_CARRIED_FIELDS] = unpacked
+
+
+def _caller_source(fields: dict[str, Any]) -> None:
+    """A ``_src`` inside a library: its file/line/func become the callsite keys, or go."""
+    src = fields.get("_src")
+    if type(src) is not dict:
+        return
+    file = src.get("file")
+    if not (type(file) is str and _LIBRARY_SOURCE.search(file)):
+        return
+    for short, key in _CALLSITE_KEYS:
+        value = fields.get(key)
+        if value is None or isinstance(value, dict | list):
+            src.pop(short, None)
+        else:
+            src[short] = value
+    if not src:
+        del fields["_src"]
+
+
 def _epoch(value: Any, default: float) -> float:
     if type(value) is float or type(value) is int:
         try:
@@ -329,13 +375,16 @@ def from_logrecord(
     if src:
         fields["_src"] = src
     for key, value in data.items():
-        if key not in _LOGRECORD_ATTRS:
+        if key not in _LOGRECORD_ATTRS and key != _CARRIED_FIELDS:
             if type(value) is str:
                 size += len(key) + len(value)
                 fields[key] = value
             else:
                 size += len(key)
                 fields[key] = json_safe(value, budget)
+    if _CARRIED_FIELDS in data:
+        _unpack_carried(fields, data[_CARRIED_FIELDS], budget)
+    _caller_source(fields)
     budget.charge(size)
     return Record(ts, received, level, logger, message, fields, exc, peer, fmt)
 
