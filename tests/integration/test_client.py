@@ -179,7 +179,8 @@ class TestConfigure:
         assert charged["level"] == "info"
         assert charged["fields"]["amount"] == 12.5
         assert charged["fields"]["user"] == "ada"
-        assert charged["fields"]["name_"] == "x"  # renamed: LogRecord owns "name"
+        assert charged["fields"]["name"] == "x"  # as written, though LogRecord owns "name"
+        assert "name_" not in charged["fields"]
         assert charged["fields"]["service"] == "billing"
         assert records["stdlib too"]["fields"]["service"] == "billing"
         assert records["stdlib too"]["level"] == "warning"
@@ -196,6 +197,165 @@ class TestConfigure:
         netlog.wait_records(1)
         assert [r["message"] for r in netlog.records()] == ["shown"]
         assert netlog.records()[0]["fields"]["service"] == "-c"
+
+
+def app_file(tmp_path, code: str) -> str:
+    """``code`` as a file of its own, so a record's source is a real path and line."""
+    path = tmp_path / "billing.py"
+    path.write_text(textwrap.dedent(code).lstrip())
+    return str(path)
+
+
+def line_of(path: str, text: str) -> int:
+    """The 1-based number of the line of ``path`` containing ``text``."""
+    with open(path) as file:  # noqa: PTH123
+        return next(n for n, line in enumerate(file, 1) if text in line)
+
+
+class TestUserKeys:
+    """structlog keys LogRecord owns arrive in fields as written (issue 17, item 4)."""
+
+    CODE = """
+        import logging, sys, structlog
+        from netlog.client import configure
+        configure(sys.argv[1], wire=sys.argv[2])
+        log = structlog.get_logger("worker")
+        log.info("picked up", thread=3, process="billing", name="x", msg="m", lineno=7)
+        log.info("other", thread=4)
+    """
+
+    @pytest.mark.parametrize("wire", ["pickle", "json"])
+    def test_thread_key_is_kept_and_found_by_tail(self, netlog, wire):
+        finish(app(self.CODE, f"{HOST}:{netlog.ports['log_tcp']}", wire))
+        records = {r["message"]: r for r in netlog.wait_records(2)}
+        fields = records["picked up"]["fields"]
+        assert fields["thread"] == 3
+        assert fields["process"] == "billing"
+        assert fields["name"] == "x"
+        assert fields["msg"] == "m"
+        assert fields["lineno"] == 7
+        assert not [key for key in fields if key.endswith("_") or key.startswith("netlog")]
+        assert records["picked up"]["logger"] == "worker"
+        found = netlog_cli("tail", str(netlog.log_dir), "--field", "thread=3")
+        assert found.returncode == 0, found.stderr
+        assert "picked up" in found.stdout
+        assert "other" not in found.stdout
+
+
+class TestSourceLocations:
+    """A record's source is the application's line, or absent: never a library's (item 3)."""
+
+    def test_configure_records_the_callers_line(self, netlog, tmp_path):
+        path = app_file(
+            tmp_path,
+            """
+            import logging, sys
+            import structlog
+            logging.getLogger("early")  # a plain Logger, made before configure()
+            from netlog.client import configure
+            configure(sys.argv[1])
+
+            def charge():
+                structlog.get_logger("early").info("early logger")
+                structlog.get_logger("late").warning("late logger")
+                structlog.get_logger("early").log(logging.ERROR, "by level")
+                try:
+                    1 / 0
+                except ZeroDivisionError:
+                    structlog.get_logger("early").exception("failed")
+                logging.getLogger("plain").info("stdlib")
+
+            charge()
+            """,
+        )
+        proc = subprocess.run(
+            [sys.executable, path, f"{HOST}:{netlog.ports['log_tcp']}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        records = {r["message"]: r for r in netlog.wait_records(5)}
+        for message, text in [
+            ("early logger", '"early").info'),
+            ("late logger", '"late").warning'),
+            ("by level", '"by level"'),
+            ("failed", '"failed"'),
+            ("stdlib", '"stdlib"'),
+        ]:
+            src = records[message]["fields"]["_src"]
+            assert (src["file"], src["line"], src["func"]) == (path, line_of(path, text), "charge")
+
+    def test_demo_records_its_own_lines(self, netlog):
+        demo = subprocess.run(
+            [sys.executable, "-m", "netlog.demo"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={
+                **os.environ,
+                "NETLOG_DEMO_HOST": HOST,
+                "NETLOG_DEMO_PORT": str(netlog.ports["log_tcp"]),
+                "NETLOG_DEMO_COUNT": "3",
+                "NETLOG_DEMO_INTERVAL": "0.01",
+            },
+        )
+        assert demo.returncode == 0, demo.stderr
+        records = {r["fields"]["via"]: r for r in netlog.wait_records(3)}
+        demo_py = str(ROOT / "netlog" / "demo.py")
+        for via in ("stdlib", "structlog.stdlib"):
+            src = records[via]["fields"]["_src"]
+            assert (src["file"], src["func"]) == (demo_py, "_log"), via
+        assert "_src" not in records["structlog.json"]["fields"]  # it sends none
+
+    STRUCTLOG_VIA_STDLIB = """
+        import logging, logging.handlers, sys
+        import structlog
+        stdlib = logging.getLogger("via.stdlib")
+        stdlib.addHandler(logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1])))
+        stdlib.setLevel(logging.INFO)
+        stdlib.propagate = False
+        adder = structlog.processors.CallsiteParameterAdder(
+            [structlog.processors.CallsiteParameter.FUNC_NAME]
+        )
+        chain = [structlog.stdlib.render_to_log_kwargs]
+        bare = structlog.wrap_logger(stdlib, wrapper_class=structlog.stdlib.BoundLogger,
+                                     processors=chain)
+        with_func = structlog.wrap_logger(stdlib, wrapper_class=structlog.stdlib.BoundLogger,
+                                          processors=[adder, *chain])
+
+        def handle_order():
+            bare.info("bare")
+            with_func.info("with callsite")
+            stdlib.info("stdlib")
+            logging.shutdown()
+
+        handle_order()
+    """
+
+    def test_sink_never_records_a_library_line(self, netlog):
+        """structlog through a plain stdlib logger, no netlog on the sending side."""
+        finish(app(self.STRUCTLOG_VIA_STDLIB, str(netlog.ports["log_tcp"])))
+        records = {r["message"]: r for r in netlog.wait_records(3)}
+        bare = records["bare"]["fields"]["_src"]
+        assert not {"file", "line", "func"} & set(bare)  # structlog/_base.py dropped
+        assert bare["thread"] == "MainThread"
+        with_func = records["with callsite"]["fields"]
+        assert with_func["_src"]["func"] == "handle_order"  # CallsiteParameterAdder's
+        assert "file" not in with_func["_src"]
+        stdlib = records["stdlib"]["fields"]["_src"]
+        assert (stdlib["file"], stdlib["func"]) == ("<string>", "handle_order")
+
+    def test_send_records_no_source(self, netlog):
+        done = netlog_cli("send", "--address", f"{HOST}:{netlog.ports['log_tcp']}", "from a shell")
+        assert done.returncode == 0, done.stderr
+        (record,) = netlog.wait_records(1)
+        assert record["message"] == "from a shell"
+        assert record["fields"] == {}
 
 
 def netlog_cli(*args, stdin="", timeout=30):
