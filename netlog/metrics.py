@@ -64,6 +64,8 @@ class FileCounts(Protocol):
     def write_errors(self) -> int: ...
     @property
     def pending_bytes(self) -> int: ...
+    @property
+    def expired(self) -> int: ...
 
 
 class ProbeCounts(Protocol):
@@ -77,6 +79,8 @@ class ProbeCounts(Protocol):
     def refused(self) -> int: ...
     @property
     def errors(self) -> int: ...
+    @property
+    def health_checks(self) -> int: ...
 
 
 class FeedCounts(Protocol):
@@ -220,6 +224,11 @@ class _Collector(Collector):
                 f.write_errors,
             )
             yield _single(
+                "netlog_store_expired",
+                "Rotated files deleted for --max-age.",
+                f.expired,
+            )
+            yield _single(
                 "netlog_file_pending_bytes",
                 "Bytes accepted but not yet written to records.jsonl.",
                 f.pending_bytes,
@@ -234,6 +243,7 @@ class _Collector(Collector):
             probes.add_metric(["rate_limited"], r.rate_limited)
             probes.add_metric(["refused"], r.refused)
             probes.add_metric(["error"], r.errors)
+            probes.add_metric(["health_check"], r.health_checks)
             yield probes
         if m.feed is not None:
             yield _single(

@@ -334,7 +334,8 @@ class Runner:
             r = self.responder
             line += (
                 f"; probes: {r.answered} answered, {r.rate_limited} rate-limited, "
-                f"{r.refused} refused (privileged source port)"
+                f"{r.refused} refused (privileged source port); "
+                f"health checks: {r.health_checks} answered"
             )
         self.report.write(line)
 

@@ -38,7 +38,7 @@ from itertools import accumulate, chain
 from typing import Final
 
 from netlog.record import Record
-from netlog.sinks.encode import encode_line
+from netlog.sinks.encode import encode_line, line_id
 
 __all__ = [
     "BACKLOG_BYTES",
@@ -90,13 +90,15 @@ def shown_line(record: Record, line: bytes) -> bytes:
 
     A cut record keeps its time, level, logger, peer and format, the start of
     its message and traceback, its ``fields`` when they are small, and gains
-    ``"truncated": <bytes of the whole line>``.  Runs only for lines over
+    ``"truncated": <bytes of the whole line>``; it keeps the line's ``id``,
+    so the viewer's permalink finds the whole record.  Runs only for lines over
     the limit, so its cost is paid by the large records alone.
     """
     size = len(line)
     if size <= DISPLAY_BYTES:
         return line
     message, exc, fields = record.message, record.exc, record.fields
+    record_id = line_id(line)
     text_size = len(message) if isinstance(message, str) else 0
     text_size += len(exc) if isinstance(exc, str) else 0
     keep_fields = isinstance(fields, dict) and size - text_size < DISPLAY_BYTES // 4
@@ -109,12 +111,12 @@ def shown_line(record: Record, line: bytes) -> bytes:
         short = base._replace(
             message=_cut(message, chars), exc=None if exc is None else _cut(exc, chars // 2)
         )
-        cut = encode_line(short)
+        cut = encode_line(short, record_id)
         if len(cut) <= DISPLAY_BYTES:
             break
     else:
         gist = base._replace(message="[a record too large to show]", exc=None, fields={})
-        cut = encode_line(gist)
+        cut = encode_line(gist, record_id)
     # encode_line ends every line with "}\n": the mark goes in before it.
     return cut[:-2] + b',"truncated":%d}\n' % size
 

@@ -139,10 +139,6 @@ class TestHealthChecks:
         assert "probes: 1 answered, 0 rate-limited" in summary
 
     @needs_nc
-    @pytest.mark.xfail(
-        strict=True,
-        reason="servers/runner.py's summary does not print ResponderServer.health_checks yet",
-    )
     def test_summary_counts_health_checks(self, netlog):
         port = netlog.ports["responder"]
         for _ in range(3):

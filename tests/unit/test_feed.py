@@ -192,11 +192,12 @@ class TestBytes:
         feed = RecordFeed()
         sub, _ = feed.subscribe(Wakes())
         big = rec(1, "m" * (10 << 20))
-        line = encode_line(big)
+        line = encode_line(big, "01KB00000000000000000000ID")
         feed.write_batch([big, rec(2)], [line, encode_line(rec(2))])
         shown = [json.loads(x) for x in sub.take()[0]]
         assert len(json.dumps(shown[0])) <= DISPLAY_BYTES + 100
         assert shown[0]["truncated"] == len(line)
+        assert shown[0]["id"] == "01KB00000000000000000000ID"  # the permalink finds the whole
         assert shown[0]["message"].startswith("mmmm")
         assert shown[0]["fields"] == {"i": 1}
         assert "truncated" not in shown[1]

@@ -60,8 +60,12 @@ class TestMetrics:
 
     def test_parts(self):
         metrics = Metrics(Stats())
-        metrics.files = SimpleNamespace(written=10, dropped=2, write_errors=1, pending_bytes=512)
-        metrics.responder = SimpleNamespace(answered=4, rate_limited=2, refused=1, errors=6)
+        metrics.files = SimpleNamespace(
+            written=10, dropped=2, write_errors=1, pending_bytes=512, expired=3
+        )
+        metrics.responder = SimpleNamespace(
+            answered=4, rate_limited=2, refused=1, errors=6, health_checks=9
+        )
         metrics.feed = SimpleNamespace(subscribers=3, dropped=8, refused=5, recent_bytes=4096)
         metrics.flush_seconds.observe(0.002)
         found = samples(metrics)
@@ -73,6 +77,8 @@ class TestMetrics:
         assert value(found, "netlog_probes_total", outcome="rate_limited") == 2
         assert value(found, "netlog_probes_total", outcome="refused") == 1
         assert value(found, "netlog_probes_total", outcome="error") == 6
+        assert value(found, "netlog_probes_total", outcome="health_check") == 9
+        assert value(found, "netlog_store_expired_total") == 3
         assert value(found, "netlog_viewer_clients") == 3
         assert value(found, "netlog_viewer_dropped_records_total") == 8
         assert value(found, "netlog_viewer_refused_total") == 5
