@@ -353,6 +353,9 @@ def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912, PLR0915 - 
                     i += 2
             elif kind >= 0:
                 i += kind
+            elif kind == _GET1:  # BINGET: SocketHandler frames have a few
+                shares = True
+                i += 1
             elif kind == len1:
                 i += 1 + data[i]
                 if data[i] == 0x71:
@@ -376,9 +379,6 @@ def check_opcodes(data: bytes) -> str | None:  # noqa: C901, PLR0912, PLR0915 - 
                 i += 8 + _U64(data, i)[0]
             elif kind == _TUPLE:
                 tuples = True
-            elif kind == _GET1:
-                shares = True
-                i += 1
             elif kind == _GET4:
                 shares = True
                 i += 4
