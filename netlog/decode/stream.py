@@ -26,6 +26,9 @@ What is fatal and what is not (the connection policy):
   frame is still found.  ``dropped["bad_frame"]`` counts it, ``last_problem``
   says why, and the connection is kept: one odd record from an application
   must not cost it all its later logs.
+* A frame on which normalising fails with anything but ``DecodeError`` (a
+  decoder bug; none is known) is skipped the same way and counted in
+  ``dropped["internal_error"]``, so it costs no other record of the read.
 * A line longer than ``max_line`` is dropped (``dropped["line_too_long"]``)
   and decoding resumes after its newline; at most ~``max_line`` bytes are
   ever buffered, however long the line.
@@ -238,6 +241,15 @@ class StreamDecoder:
                 record = from_logrecord(load(frame), peer, now, Budget(expansion))
             except DecodeError as exc:
                 self._problem("bad_frame", f"skipped a bad pickle frame: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - a decoder bug costs this frame, no more
+                # Never expected (the fuzz tests look for it through decode_datagram,
+                # which has no such net), but a pickle is an arbitrary object
+                # graph: one frame must not cost the read's other records.
+                self._problem(
+                    "internal_error",
+                    f"skipped a pickle frame the decoder failed on: {type(exc).__name__}: {exc}",
+                )
                 continue
             if len(record.message) > max_line:
                 record = cap_message(record, max_line, self.notes)

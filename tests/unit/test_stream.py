@@ -9,6 +9,7 @@ import tracemalloc
 import pytest
 import structlog
 
+from netlog.decode import stream as stream_module
 from netlog.decode.stream import NEED_DATA, StreamDecoder
 from netlog.errors import DecodeError
 
@@ -407,3 +408,22 @@ class TestPoisonFrames:
         assert len(records[3].message) <= 100_000
         assert decoder.notes["message_truncated"] == 1
         assert not decoder.dropped
+
+
+class TestSafetyNet:
+    """A frame the decoder fails on (a bug) costs that frame, not the read's others."""
+
+    def test_unexpected_exception_skips_one_frame(self, monkeypatch):
+        real = stream_module.from_logrecord
+
+        def buggy(data, *args, **kwargs):
+            if data.get("msg") == "bug":
+                raise ValueError("a decoder bug")
+            return real(data, *args, **kwargs)
+
+        monkeypatch.setattr(stream_module, "from_logrecord", buggy)
+        decoder = StreamDecoder(PEER)
+        records = decoder.feed(frame("before") + frame("bug") + frame("after"))
+        assert [r.message for r in records] == ["before", "after"]
+        assert decoder.dropped == {"internal_error": 1}
+        assert "ValueError: a decoder bug" in decoder.last_problem
