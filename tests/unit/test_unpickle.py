@@ -4,6 +4,7 @@ import logging
 import logging.handlers
 import os
 import pickle
+import pickletools
 import resource
 import struct
 import subprocess
@@ -360,6 +361,17 @@ class TestSharedTuples:
         value = {"msg": "m", "pts": {(shared, shared, i): i for i in range(100)}}
         for protocol in PROTOCOLS:
             assert unpickle_dict(pickle.dumps(value, protocol)) == value
+
+    def test_stack_effects_match_pickletools(self):
+        for op in pickletools.opcodes:
+            before = [item.name for item in op.stack_before]
+            to_mark = "mark" in before
+            pops = before.index("mark") if to_mark else len(before)
+            assert unpickle_module._STACK_EFFECT[ord(op.code)] == (
+                to_mark,
+                pops,
+                len(op.stack_after),
+            ), op.name
 
     def test_honest_tuples_need_no_replay(self):
         assert tuple_hash_problem(pickle.dumps({"t": tuple(range(1000))}, 4)) is None
