@@ -1,6 +1,6 @@
 """The record model: one log record as every decoder produces it.
 
-A :class:`Record` carries exactly the keys of DESIGN.md's "Records on disk".
+A :class:`Record` carries exactly the keys of ARCHITECTURE.md's "Records on disk".
 Times are kept as float epoch seconds (what ``LogRecord.created`` and
 ``time.time()`` give) and turned into RFC 3339 text only when written, so a
 decoder never pays for formatting a record that a sink may drop.

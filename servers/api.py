@@ -1,6 +1,6 @@
 """The query API on the HTTP port: ``/api/records``, ``/api/histogram``, ``/api/facets``.
 
-DESIGN.md "HTTP API" is the contract.  This module turns a request's query
+the README's "Finding records" is the contract.  This module turns a request's query
 string into the engine's arguments and the engine's answer into JSON; the
 engine (:class:`netlog.query.engine.Engine`) does the searching.  Why it is
 shaped this way:

@@ -101,8 +101,8 @@ class Filter:
     def _text_matches(self, obj: dict[str, Any]) -> bool:
         """Whether the message, the traceback or a field value holds the text.
 
-        What a bare word of the query language searches (DESIGN.md "HTTP
-        API"), so ``netlog tail --grep`` and the viewer find the same
+        What a bare word of the query language searches (the README's "Finding
+        records"), so ``netlog tail --grep`` and the viewer find the same
         records.  Each text is tried on its own: ``^`` anchors at the start
         of a message or of a value.  A nested field value is its JSON.
         """

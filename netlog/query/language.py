@@ -1,6 +1,6 @@
 """The query language of the viewer, the HTTP API and ``netlog query``: text to terms.
 
-Space-separated terms, all of which must match (DESIGN.md "HTTP API"):
+Space-separated terms, all of which must match (the README's "Finding records"):
 
 * ``word`` or ``"quoted phrase"``: in the message, the traceback or a field
   value, ignoring case;

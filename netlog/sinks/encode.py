@@ -88,7 +88,7 @@ def format_time(ts: float) -> str:
 def encode_line(record: Record, new: str = "") -> bytes:
     r"""Encode *record* as one UTF-8 JSON line ending in ``b"\n"``.
 
-    Keys follow DESIGN.md's order; ``exc`` is left out when there is none.
+    Keys follow ARCHITECTURE.md's order; ``exc`` is left out when there is none.
     ``id`` is the record's own when it has one (forwarded from another
     netlog), else ``new`` (the pipeline passes :func:`~netlog.record.new_id`'s),
     and left out when both are empty, so the function stays pure: the same
@@ -100,7 +100,7 @@ def encode_line(record: Record, new: str = "") -> bytes:
     """
     try:
         ts, received, level, logger, message, fields, exc, peer, fmt, record_id = record
-        # Readers may rely on DESIGN.md's types; a decoder slip (None for a
+        # Readers may rely on ARCHITECTURE.md's types; a decoder slip (None for a
         # message, a tuple peer) goes the slow way and comes out as text.
         if not (
             type(message) is str

@@ -1,6 +1,6 @@
 """The JSONL file sink: ``<log-dir>/records.jsonl``, rotated by size.
 
-The promise (DESIGN.md "Records on disk") is that a reader never sees half a
+The promise (ARCHITECTURE.md "Records on disk") is that a reader never sees half a
 line and a full disk never takes the process down.  So records are encoded
 into an in-memory queue of whole lines, and :meth:`JsonlFileSink.flush`
 moves them to the file with plain ``os.write`` calls:

@@ -1,4 +1,4 @@
-"""The query API (DESIGN.md "HTTP API") against a real server and its store.
+"""The query API (the README's "Finding records") against a real server and its store.
 
 Records go in through real clients (the stdlib SocketHandler, JSON over
 HTTP); answers come back through ``http.client``.  What is checked: pages

@@ -1,6 +1,6 @@
 """Reliability, part 2: faults, signals, restarts and the disk (issue 6).
 
-DESIGN.md "Shutdown" is the promise checked here: every record whose bytes
+ARCHITECTURE.md "Shutdown" is the promise checked here: every record whose bytes
 reached the process before the signal is on disk at exit, a record cut in
 half is counted as dropped and never written half, and the file is only ever
 appended to.

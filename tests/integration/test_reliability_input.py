@@ -1,7 +1,7 @@
 """Reliability, part 1: hostile and odd input against the real process (issue 6).
 
 Scenario numbers are those of RELIABILITY.md.  Each test states its figure
-with ``record_figure``; DESIGN.md "Wire formats" is the promise checked.
+with ``record_figure``; ARCHITECTURE.md "Wire formats" is the promise checked.
 """
 
 import datetime as dt

@@ -128,7 +128,7 @@ NASTY_RECORDS = {
 
 
 class TestEncodeLine:
-    """A typical record encodes to exactly DESIGN.md's keys and values."""
+    """A typical record encodes to exactly ARCHITECTURE.md's keys and values."""
 
     def test_exact_values(self):
         line = encode_line(make())
