@@ -176,6 +176,9 @@ def _decode_cursor(text: str) -> tuple[str, str]:
 class Engine:
     """Queries over one log dir's stored records; thread-safe, bounded (see the module)."""
 
+    max_limit: Final = MAX_LIMIT
+    """The most records one page may ask for."""
+
     def __init__(self, log_dir: Path, *, threads: int = 2, memory_limit: str = "512MB") -> None:
         self.log_dir = Path(log_dir)
         self._db = duckdb.connect(

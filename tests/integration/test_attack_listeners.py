@@ -132,11 +132,6 @@ class TestPoisonRecord:
         assert written + bad == 152, "the poison frame is a record or a bad frame"
         assert tracebacks(err) == 0
 
-    @pytest.mark.xfail(
-        reason="needs StreamDecoder to turn a frame's unexpected exception into a skipped "
-        "bad frame (decoder engineer): the server only sees the read fail as a whole",
-        strict=False,
-    )
     def test_records_before_the_poison_in_the_same_read_are_kept(self, netlog_factory):
         server = netlog_factory(*NO_ECHO)
         with connect(server.address("log_tcp")) as sock:
