@@ -17,7 +17,7 @@ from typing import Final
 #: The reasons a stream decoder drops input for that are undecodable input
 #: (bad frames); its other reasons (``truncated``, ``line_too_long``...) are
 #: records lost for their size or the peer's timing, counted as dropped only.
-STREAM_BAD_FRAME_REASONS: Final = frozenset({"bad_frame", "bad_json"})
+STREAM_BAD_FRAME_REASONS: Final = frozenset({"bad_frame", "bad_json", "internal_error"})
 
 
 @dataclass(slots=True)

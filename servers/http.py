@@ -61,6 +61,7 @@ from netlog.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netlog.metrics import Metrics
 from netlog.record import format_peer
 from netlog.report import Reporter
+from netlog.settings import DEFAULT_MAX_LINE
 from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
 from netlog.viewer.feed import Subscriber, sse_dropped, sse_messages
@@ -283,6 +284,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         idle_timeout: float,
         max_connections: int,
         max_frame: int,
+        max_line: int = DEFAULT_MAX_LINE,
         max_body: int = MAX_BODY,
         api: QueryApi | None = None,
     ) -> None:
@@ -298,6 +300,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             environ={"SERVER_NAME": listener[0] or "netlog"},
         )
         self.pipeline = pipeline
+        self.max_line = max_line
         self.stats = pipeline.stats
         self.feed = feed
         self.metrics = metrics
@@ -505,7 +508,13 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.stats.bytes_in[self.name] += len(data)
         try:
             records = decode_body(
-                data, content_type, peer, received, max_frame=self.max_frame, notes=self.stats.notes
+                data,
+                content_type,
+                peer,
+                received,
+                max_frame=self.max_frame,
+                max_line=self.max_line,
+                notes=self.stats.notes,
             )
         except DecodeError as exc:
             self._count_bad(exc.reason)

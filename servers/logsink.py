@@ -44,6 +44,7 @@ from netlog.decode.stream import StreamDecoder
 from netlog.errors import DecodeError
 from netlog.record import Record, format_peer
 from netlog.report import Reporter, describe_exception
+from netlog.settings import DEFAULT_MAX_LINE
 from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
 from servers.gevent_private import accept_queued, handle_accepted, replace_full
@@ -493,13 +494,20 @@ class LogDatagramServer(FullDatagramServer):
     stats: Stats
 
     def __init__(
-        self, listener: tuple[str, int], pipeline: Pipeline, report: Reporter, *, max_frame: int
+        self,
+        listener: tuple[str, int],
+        pipeline: Pipeline,
+        report: Reporter,
+        *,
+        max_frame: int,
+        max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
         super().__init__(listener, spawn=None)
         self.pipeline = pipeline
         self.stats = pipeline.stats
         self.report = report
         self.max_frame = max_frame
+        self.max_line = max_line
 
     def handle(self, data: bytes, address: Any) -> None:
         """Decode one datagram inline: no greenlet per datagram."""
@@ -513,7 +521,12 @@ class LogDatagramServer(FullDatagramServer):
         peer = format_peer(address)
         try:
             return decode_datagram(
-                data, peer, time.time(), max_frame=self.max_frame, notes=self.stats.notes
+                data,
+                peer,
+                time.time(),
+                max_frame=self.max_frame,
+                max_line=self.max_line,
+                notes=self.stats.notes,
             )
         except DecodeError as exc:
             self.stats.bad_frame(exc.reason)

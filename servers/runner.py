@@ -196,7 +196,11 @@ class Runner:
             self._bind("log_tcp", "TCP logs", self.log_tcp, s.log_tcp_port)
         if self.pipeline is not None and s.log_udp_port != DISABLED:
             self.log_udp = LogDatagramServer(
-                (s.host, s.log_udp_port), self.pipeline, self.report, max_frame=s.max_frame
+                (s.host, s.log_udp_port),
+                self.pipeline,
+                self.report,
+                max_frame=s.max_frame,
+                max_line=s.max_line,
             )
             self._bind("log_udp", "UDP logs", self.log_udp, s.log_udp_port)
         if self.pipeline is not None and self.feed is not None and self.metrics is not None:
@@ -212,6 +216,7 @@ class Runner:
                 idle_timeout=s.idle_timeout,
                 max_connections=s.max_connections,
                 max_frame=s.max_frame,
+                max_line=s.max_line,
                 api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
             )
             self._bind("http", "HTTP", self.http, s.http_port)

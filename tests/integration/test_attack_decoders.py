@@ -333,6 +333,28 @@ class TestFormattedMessagesAreCapped:
         assert all(len(m) <= DEFAULT_MAX_LINE for m in messages)
         assert any("message truncated" in m for m in messages)
 
+    def test_the_cap_is_max_line_on_udp_and_http(self, netlog_factory):
+        """--max-line set by the user is the cap on datagrams and HTTP bodies too."""
+        server = netlog_factory("--max-line", "2000", "--echo-port", "-1", "--responder-port", "-1")
+        text = "m" * 5000
+        with udp_socket() as sock:
+            sock.sendto(
+                b'{"event": "%s", "logger": "udp"}' % text.encode(), server.address("log_udp")
+            )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.ports['http']}/log",
+            data=b'{"event": "%s", "logger": "http"}' % text.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+        wait_for(lambda: len(server.records()) == 2, 10, what="both records on disk")
+        messages = {r["logger"]: r["message"] for r in server.records()}
+        for logger in ("udp", "http"):
+            assert len(messages[logger]) <= 2000
+            assert "message truncated" in messages[logger]
+        assert metric(server, "netlog_notes_total", reason="message_truncated") == 2
+
 
 def test_pickle_poison_is_small():
     """The poison of item 1 fits one datagram, as the issue says."""
