@@ -66,7 +66,8 @@ from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
 from netlog.viewer.feed import Subscriber, sse_dropped, sse_messages
 from servers.api import QueryApi
-from servers.gevent_private import forget_body, replace_full
+from servers.gevent_private import forget_body
+from servers.pool_watch import FullPoolWatch
 
 __all__ = ["HEADER_TIMEOUT", "HEARTBEAT", "MAX_HEADER_BYTES", "MAX_HEADER_FIELDS", "HttpServer"]
 
@@ -319,18 +320,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self._assets = load_assets()
         # gevent asks full() before each accept and stops accepting while it
         # says so; then the first connection to arrive makes room.
-        replace_full(self, self._full_and_watched)
-        self._wait_watcher: Any = None
-
-    def _full_and_watched(self) -> bool:
-        """``pool.full()``; while full, watch for a connection that has to wait."""
-        if not self.pool.full():
-            return False
-        if self._wait_watcher is None and not self.closed:
-            watcher = self.loop.io(self.socket.fileno(), 1)  # 1: readable
-            watcher.start(self._make_room)
-            self._wait_watcher = watcher
-        return True
+        self._pool_watch = FullPoolWatch(self, self._make_room)
 
     def _make_room(self) -> None:
         """A connection arrived while every slot is taken: close the one waiting longest.
@@ -339,7 +329,6 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         sending its headers) is closed; gevent accepts the new one when its
         slot frees.  With none, the new one waits in the kernel's queue.
         """
-        self._stop_wait_watcher()
         if not self.pool.full() or not self.waiting:
             return
         oldest = next(iter(self.waiting))
@@ -351,12 +340,6 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             "closing the ones that wait longest for a request",
             key="http:shed",
         )
-
-    def _stop_wait_watcher(self) -> None:
-        watcher, self._wait_watcher = self._wait_watcher, None
-        if watcher is not None:
-            watcher.stop()
-            watcher.close()
 
     def refused(self, refused: _Refused) -> None:
         """Count a request refused before the application (bad framing, header bounds)."""
@@ -390,7 +373,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         """Close the listener, end event streams and idle connections, wait for the rest."""
         self.begin_drain()
         self.stopping = True
-        self._stop_wait_watcher()
+        self._pool_watch.stop()
         self.close()
         self.feed.close()
         for greenlet in list(self.waiting):

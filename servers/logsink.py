@@ -47,7 +47,8 @@ from netlog.report import Reporter, describe_exception
 from netlog.settings import DEFAULT_MAX_LINE
 from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
-from servers.gevent_private import accept_queued, handle_accepted, replace_full
+from servers.gevent_private import accept_queued, handle_accepted
+from servers.pool_watch import FullPoolWatch
 from servers.responder import FullDatagramServer
 
 #: Bytes read per recv; large reads amortise the per-call cost.
@@ -199,22 +200,10 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self._unproven: dict[gevent.Greenlet, _Connection] = {}
         # gevent asks full() before each accept and stops accepting while it
         # says so: new connections then wait in the kernel's queue, silently.
-        replace_full(self, self._full_and_watched)
-        self._wait_watcher: Any = None
-
-    def _full_and_watched(self) -> bool:
-        """``pool.full()``; while full, watch for a connection that has to wait."""
-        if not self.pool.full():
-            return False
-        if self._wait_watcher is None and not self.closed:
-            watcher = self.loop.io(self.socket.fileno(), 1)  # 1: readable
-            watcher.start(self._connection_waits)
-            self._wait_watcher = watcher
-        return True
+        self._pool_watch = FullPoolWatch(self, self._connection_waits)
 
     def _connection_waits(self) -> None:
         """A connection arrived while every slot is taken: make room, or count it and say so."""
-        self._stop_wait_watcher()
         if not self.pool.full():
             return  # a slot came free first: gevent accepts it as usual
         if not self.draining and self._shed_idle():
@@ -256,15 +245,9 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         )
         return True
 
-    def _stop_wait_watcher(self) -> None:
-        watcher, self._wait_watcher = self._wait_watcher, None
-        if watcher is not None:
-            watcher.stop()
-            watcher.close()
-
     def close(self) -> None:
         """Stop watching for waiting connections, then close the listener."""
-        self._stop_wait_watcher()
+        self._pool_watch.stop()
         super().close()
 
     def init_socket(self) -> None:
