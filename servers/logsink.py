@@ -32,7 +32,7 @@ import socket
 import struct
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -40,7 +40,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from netlog.decode.datagram import decode_datagram
-from netlog.decode.stream import StreamDecoder
+from netlog.decode.stream import ConnectionDecoder, StreamDecoder
 from netlog.errors import DecodeError
 from netlog.record import Record, format_peer
 from netlog.report import Reporter, describe_exception
@@ -50,6 +50,13 @@ from netlog.stats import Stats
 from servers.gevent_private import accept_queued, handle_accepted
 from servers.pool_watch import FullPoolWatch
 from servers.responder import FullDatagramServer
+
+#: Makes the decoder of one connection from its peer's name: the protocol
+#: a stream listener speaks (``StreamDecoder`` by default).
+DecoderFactory = Callable[[str], ConnectionDecoder]
+#: Decodes one datagram (bytes, peer, receive time) into its record, or
+#: ``None`` when it holds no record yet (a GELF chunk); raises DecodeError.
+DatagramDecode = Callable[[bytes, str, float], "Record | None"]
 
 #: Bytes read per recv; large reads amortise the per-call cost.
 READ_SIZE = 256 * 1024
@@ -93,7 +100,7 @@ class _Connection:
 
     __slots__ = ("decoder", "greenlet", "held", "last_read")
 
-    def __init__(self, greenlet: gevent.Greenlet, decoder: StreamDecoder) -> None:
+    def __init__(self, greenlet: gevent.Greenlet, decoder: ConnectionDecoder) -> None:
         self.greenlet = greenlet
         self.decoder = decoder
         self.held = 0
@@ -166,9 +173,12 @@ def read_buffered(sock: Any) -> bytes:
 
 
 class LogStreamServer(StreamServer):  # type: ignore[misc]
-    """Log records over TCP: SocketHandler pickles, JSON lines, text lines."""
+    """Log records over TCP: SocketHandler pickles, JSON lines, text lines.
 
-    name = "log_tcp"
+    Another stream protocol (GELF over TCP, Fluentd's forward protocol) is
+    this server with another ``decoder`` factory and ``name``: the drain,
+    the shedding and the memory budget are the same for every protocol.
+    """
 
     def __init__(
         self,
@@ -180,8 +190,14 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         max_connections: int,
         max_frame: int,
         max_line: int,
+        name: str = "log_tcp",
+        decoder: DecoderFactory | None = None,
     ) -> None:
         super().__init__(listener, spawn=Pool(max_connections))
+        self.name = name
+        self.make_decoder: DecoderFactory = decoder or (
+            lambda peer: StreamDecoder(peer, max_frame=max_frame, max_line=max_line)
+        )
         self.pipeline = pipeline
         self.stats = pipeline.stats
         self.report = report
@@ -264,7 +280,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         """
         me = gevent.getcurrent()
         peer = format_peer(address)
-        decoder = StreamDecoder(peer, max_frame=self.max_frame, max_line=self.max_line)
+        decoder = self.make_decoder(peer)
         connection = _Connection(me, decoder)
         self._connections[me] = connection
         if not self.draining:
@@ -348,6 +364,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 unyielded += len(data)
                 connection.last_read = time.monotonic()
                 self._take(data, connection)
+                self._reply(sock, decoder)
                 # Not kept while waiting for the next read: an idle
                 # connection would hold its last read (up to 256 KiB) besides
                 # what its decoder holds, outside the unfinished-bytes budget.
@@ -371,6 +388,17 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 self._over_budget()
         if records and decoder.error is not None:
             raise decoder.error
+
+    def _reply(self, sock: Any, decoder: ConnectionDecoder) -> None:
+        """Send what the protocol answers (forward's acks) once its records are on disk.
+
+        The pipeline is flushed first, so an answer that acknowledges
+        records is sent only after they were written to the store.
+        """
+        reply = decoder.replies()
+        if reply:
+            self.pipeline.flush()
+            sock.sendall(reply)
 
     def _over_budget(self) -> None:
         """Drop the connections holding the most unfinished bytes until all hold few enough.
@@ -413,7 +441,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         # The peer did not close: what is left is half a record.
         decoder.abandon()
 
-    def _keep_silent_connection(self, decoder: StreamDecoder, draining: bool) -> bool:
+    def _keep_silent_connection(self, decoder: ConnectionDecoder, draining: bool) -> bool:
         """Whether a connection that stayed silent for its timeout stays open."""
         if draining:
             # At a record boundary it is finished; inside a record, the rest
@@ -426,7 +454,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         self.stats.notes["idle_timeout"] += 1
         return False
 
-    def _account(self, decoder: StreamDecoder, peer: str) -> None:
+    def _account(self, decoder: ConnectionDecoder, peer: str) -> None:
         """Move a finished connection's problem counts into the shared stats."""
         self.stats.add_connection(decoder.notes, decoder.dropped)
         if not decoder.dropped:
@@ -471,9 +499,12 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
 
 
 class LogDatagramServer(FullDatagramServer):
-    """Log records over UDP, one per datagram; never replies to anything."""
+    """Log records over UDP, one per datagram; never replies to anything.
 
-    name = "log_udp"
+    Another datagram protocol (GELF over UDP) is this server with another
+    ``decode`` and ``name``.
+    """
+
     stats: Stats
 
     def __init__(
@@ -484,13 +515,30 @@ class LogDatagramServer(FullDatagramServer):
         *,
         max_frame: int,
         max_line: int = DEFAULT_MAX_LINE,
+        name: str = "log_udp",
+        decode: DatagramDecode | None = None,
+        kind: str = "log datagram",
     ) -> None:
         super().__init__(listener, spawn=None)
+        self.name = name
+        self.kind = kind
+        """What one datagram is called in reports ("log datagram", "GELF datagram")."""
         self.pipeline = pipeline
         self.stats = pipeline.stats
         self.report = report
         self.max_frame = max_frame
         self.max_line = max_line
+        self.decode: DatagramDecode = decode or self._decode_log_datagram
+
+    def _decode_log_datagram(self, data: bytes, peer: str, received: float) -> Record:
+        return decode_datagram(
+            data,
+            peer,
+            received,
+            max_frame=self.max_frame,
+            max_line=self.max_line,
+            notes=self.stats.notes,
+        )
 
     def handle(self, data: bytes, address: Any) -> None:
         """Decode one datagram inline: no greenlet per datagram."""
@@ -503,25 +551,18 @@ class LogDatagramServer(FullDatagramServer):
         self.stats.bytes_in[self.name] += len(data)
         peer = format_peer(address)
         try:
-            return decode_datagram(
-                data,
-                peer,
-                time.time(),
-                max_frame=self.max_frame,
-                max_line=self.max_line,
-                notes=self.stats.notes,
-            )
+            return self.decode(data, peer, time.time())
         except DecodeError as exc:
             self.stats.bad_frame(exc.reason)
-            self.report(f"log datagram from {peer} dropped: {exc}", key=f"udp:{exc.reason}")
+            self.report(f"{self.kind} from {peer} dropped: {exc}", key=f"{self.name}:{exc.reason}")
         except Exception as exc:  # noqa: BLE001 - a decoder bug costs one datagram, no more
             # Not raised: gevent would print a traceback per datagram and
             # pause reading (its accept back-off), and at shutdown the
             # drain would end there.
             self.stats.bad_frame("internal_error")
             self.report(
-                f"log datagram from {peer} dropped: {describe_exception(exc)}",
-                key="udp:internal_error",
+                f"{self.kind} from {peer} dropped: {describe_exception(exc)}",
+                key=f"{self.name}:internal_error",
             )
         return None
 
@@ -532,8 +573,8 @@ class LogDatagramServer(FullDatagramServer):
         except Exception as exc:  # noqa: BLE001 - same reason as in _decode
             self.stats.dropped["internal_error"] += len(records)
             self.report(
-                f"{len(records)} log datagrams lost: {describe_exception(exc)}",
-                key="udp:submit_error",
+                f"{len(records)} records of {self.kind}s lost: {describe_exception(exc)}",
+                key=f"{self.name}:submit_error",
             )
 
     def drain_and_close(self) -> None:
@@ -566,6 +607,8 @@ def close_quietly(server: Any) -> None:
 
 __all__ = [
     "UNFINISHED_RECORDS",
+    "DatagramDecode",
+    "DecoderFactory",
     "DrainNow",
     "LogDatagramServer",
     "LogStreamServer",

@@ -39,7 +39,13 @@ from netlog.viewer import RecordFeed
 from servers.api import QueryApi, open_engine
 from servers.echo import EchoServer
 from servers.http import HttpServer
-from servers.logsink import LogDatagramServer, LogStreamServer, close_quietly
+from servers.logsink import (
+    DatagramDecode,
+    DecoderFactory,
+    LogDatagramServer,
+    LogStreamServer,
+    close_quietly,
+)
 from servers.responder import ResponderServer
 
 #: How long echo connections get at shutdown, at most (they promise nothing).
@@ -98,8 +104,10 @@ class Runner:
         self.pipeline: Pipeline | None = None
         self.echo: EchoServer | None = None
         self.responder: ResponderServer | None = None
-        self.log_tcp: LogStreamServer | None = None
-        self.log_udp: LogDatagramServer | None = None
+        self.log_streams: list[LogStreamServer] = []
+        """Every stream listener that takes records (log_tcp, and other protocols)."""
+        self.log_datagrams: list[LogDatagramServer] = []
+        """Every datagram listener that takes records (log_udp, and other protocols)."""
         self.http: HttpServer | None = None
         self.feed: RecordFeed | None = None
         self.metrics: Metrics | None = None
@@ -166,7 +174,7 @@ class Runner:
 
     def _start(self) -> None:
         s = self.settings
-        if any(port != DISABLED for port in (s.log_tcp_port, s.log_udp_port, s.http_port)):
+        if any(port != DISABLED for port in self._record_ports()):
             self._open_sinks()
         if s.echo_port != DISABLED:
             self.echo = EchoServer(
@@ -183,26 +191,8 @@ class Runner:
                 report=self.report,
             )
             self._bind("responder", "the UDP responder", self.responder, s.responder_port)
-        if self.pipeline is not None and s.log_tcp_port != DISABLED:
-            self.log_tcp = LogStreamServer(
-                (s.host, s.log_tcp_port),
-                self.pipeline,
-                self.report,
-                idle_timeout=s.idle_timeout,
-                max_connections=s.max_connections,
-                max_frame=s.max_frame,
-                max_line=s.max_line,
-            )
-            self._bind("log_tcp", "TCP logs", self.log_tcp, s.log_tcp_port)
-        if self.pipeline is not None and s.log_udp_port != DISABLED:
-            self.log_udp = LogDatagramServer(
-                (s.host, s.log_udp_port),
-                self.pipeline,
-                self.report,
-                max_frame=s.max_frame,
-                max_line=s.max_line,
-            )
-            self._bind("log_udp", "UDP logs", self.log_udp, s.log_udp_port)
+        self._add_stream("log_tcp", "TCP logs", s.log_tcp_port)
+        self._add_datagrams("log_udp", "UDP logs", s.log_udp_port)
         if self.pipeline is not None and self.feed is not None and self.metrics is not None:
             self.metrics.files = self.files
             self.metrics.responder = self.responder
@@ -231,6 +221,57 @@ class Runner:
         if self.pipeline is not None:
             observe = self.metrics.flush_seconds.observe if self.metrics is not None else None
             gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval, observe)
+
+    def _record_ports(self) -> list[int]:
+        """The ports of every listener that takes records: any enabled needs the store."""
+        s = self.settings
+        return [s.log_tcp_port, s.log_udp_port, s.http_port]
+
+    def _add_stream(
+        self, name: str, what: str, port: int, decoder: DecoderFactory | None = None
+    ) -> None:
+        """Start a stream listener of records on ``port`` unless it is disabled."""
+        s = self.settings
+        if self.pipeline is None or port == DISABLED:
+            return
+        server = LogStreamServer(
+            (s.host, port),
+            self.pipeline,
+            self.report,
+            idle_timeout=s.idle_timeout,
+            max_connections=s.max_connections,
+            max_frame=s.max_frame,
+            max_line=s.max_line,
+            name=name,
+            decoder=decoder,
+        )
+        self._bind(name, what, server, port)
+        self.log_streams.append(server)
+
+    def _add_datagrams(
+        self,
+        name: str,
+        what: str,
+        port: int,
+        decode: DatagramDecode | None = None,
+        kind: str = "log datagram",
+    ) -> None:
+        """Start a datagram listener of records on ``port`` unless it is disabled."""
+        s = self.settings
+        if self.pipeline is None or port == DISABLED:
+            return
+        server = LogDatagramServer(
+            (s.host, port),
+            self.pipeline,
+            self.report,
+            max_frame=s.max_frame,
+            max_line=s.max_line,
+            name=name,
+            decode=decode,
+            kind=kind,
+        )
+        self._bind(name, what, server, port)
+        self.log_datagrams.append(server)
 
     def _open_sinks(self) -> None:
         s = self.settings
@@ -284,6 +325,16 @@ class Runner:
         for _name, server in self._listeners:
             close_quietly(server)
 
+    def _stop_accepting(self) -> None:
+        """Close every listener but HTTP, taking in what the kernel queued for the log ones."""
+        for datagrams in self.log_datagrams:
+            datagrams.drain_and_close()
+        for stream in self.log_streams:
+            stream.stop_accepting_and_drain_backlog()
+        for server in (self.echo, self.responder):
+            if server is not None:
+                close_quietly(server)
+
     def _shutdown(self) -> None:
         started = time.monotonic()
         deadline = started + self.settings.grace
@@ -292,20 +343,15 @@ class Runner:
         if self.http is not None:
             self.http.begin_drain()
         # 1. Stop accepting everywhere, taking in what the kernel queued.
-        if self.log_udp is not None:
-            self.log_udp.drain_and_close()
-        if self.log_tcp is not None:
-            self.log_tcp.stop_accepting_and_drain_backlog()
-        for server in (self.echo, self.responder):
-            if server is not None:
-                close_quietly(server)
+        self._stop_accepting()
         # 2. Let log connections finish within the grace; echo gets a moment.
         echo_stop = None
         if self.echo is not None:
             echo_stop = gevent.spawn(self.echo.stop, min(ECHO_GRACE, self.settings.grace))
-        if self.log_tcp is not None:
-            self.log_tcp.start_drain(deadline)
-            self.log_tcp.finish_drain(deadline)
+        for stream in self.log_streams:
+            stream.start_drain(deadline)
+        for stream in self.log_streams:
+            stream.finish_drain(deadline)
         if echo_stop is not None:
             echo_stop.join()
         # 2b. Close the HTTP listener: end event streams and idle keep-alive

@@ -57,7 +57,7 @@ from __future__ import annotations
 import collections
 import enum
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from netlog.decode.formats import cap_message, json_or_text
 from netlog.decode.framing import PICKLE_START, LengthPrefixed, Lines
@@ -71,7 +71,45 @@ if TYPE_CHECKING:
 
     from netlog.record import Record
 
-__all__ = ["NEED_DATA", "NeedData", "StreamDecoder"]
+__all__ = ["NEED_DATA", "ConnectionDecoder", "NeedData", "StreamDecoder"]
+
+
+class ConnectionDecoder(Protocol):
+    """What a stream listener needs of one connection's decoder, whatever the protocol.
+
+    :class:`StreamDecoder` is one; GELF over TCP and Fluentd's forward
+    protocol are others.  The listener (``servers/logsink.py``) owns the
+    socket, the drain and the memory budget; the decoder only turns bytes
+    into records and says what it holds and what it lost.
+    """
+
+    peer: str
+    records: int
+    dropped: collections.Counter[str]
+    notes: collections.Counter[str]
+    last_problem: str | None
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that are not yet a complete record (0 at a record boundary)."""
+        ...
+
+    @property
+    def error(self) -> DecodeError | None:
+        """The fatal error once the stream is unusable, else ``None``."""
+        ...
+
+    def feed(self, data: bytes) -> list[Record]:
+        """Records completed by ``data``; ``b""`` is EOF; raises ``DecodeError`` when fatal."""
+        ...
+
+    def abandon(self) -> None:
+        """Give up without EOF: what is held is half a record, counted as lost."""
+        ...
+
+    def replies(self) -> bytes:
+        """Bytes to send back once the records fed so far are on disk (``b""``: none)."""
+        ...
 
 
 class NeedData(enum.Enum):
@@ -167,6 +205,10 @@ class StreamDecoder:
         if not out and self._error is not None:
             raise DecodeError(self._error.reason, str(self._error))
         return out
+
+    def replies(self) -> bytes:
+        """Nothing: SocketHandler and line senders expect no answer."""
+        return b""
 
     def abandon(self) -> None:
         """Give up on the connection without its EOF (shutdown, idle timeout).
