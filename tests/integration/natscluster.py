@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 STARTUP_LIMIT = 20.0
 
@@ -82,10 +83,12 @@ class NatsNode:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"nats-server {self.name} exited: {self.log.read_text()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - loopback
-                    if answer.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(url, timeout=1) as answer,
+            ):
+                if answer.status == 200:
+                    return
             time.sleep(0.1)
         raise AssertionError(f"nats-server {self.name} not ready: {self.log.read_text()}")
 
@@ -139,8 +142,9 @@ class NatsCluster:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> NatsCluster:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
