@@ -35,6 +35,7 @@ DEFAULT_RESPONDER_PORT: Final = 7007
 DEFAULT_LOG_TCP_PORT: Final = logging.handlers.DEFAULT_TCP_LOGGING_PORT  # 9020
 DEFAULT_LOG_UDP_PORT: Final = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
 DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
+DEFAULT_GELF_PORT: Final = 12201  # Graylog's GELF inputs, UDP and TCP alike
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
 DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
@@ -231,6 +232,14 @@ class Settings:
     )
     log_udp_port: int = field(
         default=DEFAULT_LOG_UDP_PORT, metadata=_option(_port, "log sink UDP port")
+    )
+    gelf_udp_port: int = field(
+        default=DEFAULT_GELF_PORT,
+        metadata=_option(_port, "GELF UDP port (whole, chunked, gzip/zlib datagrams)"),
+    )
+    gelf_tcp_port: int = field(
+        default=DEFAULT_GELF_PORT,
+        metadata=_option(_port, "GELF TCP port (NUL-terminated JSON frames)"),
     )
     http_port: int = field(
         default=DEFAULT_HTTP_PORT,
