@@ -334,7 +334,7 @@ class ChunkReassembler:
                 "chunk_out_of_range", f"GELF chunk number {seq} of a {count}-chunk message"
             )
         now = self._clock()
-        self._expire(now)
+        self.expire(now)
         payload = chunk[_HEADER:]
         if count == 1:
             return payload
@@ -373,8 +373,15 @@ class ChunkReassembler:
         del self._partials[key]
         self.held -= partial.size
 
-    def _expire(self, now: float) -> None:
-        """Drop the partial messages whose first chunk came ``timeout`` ago (oldest first)."""
+    def expire(self, now: float | None = None) -> None:
+        """Drop the partial messages whose first chunk came ``timeout`` ago (oldest first).
+
+        Called for every chunk, and by :class:`GelfDatagrams` for every whole
+        datagram too, so expired messages are counted as soon as anything
+        arrives; only the oldest few are looked at.
+        """
+        if now is None:
+            now = self._clock()
         partials = self._partials
         while partials:
             key, oldest = next(iter(partials.items()))
@@ -429,6 +436,8 @@ class GelfDatagrams:
             if message is None:
                 return None
             data = message
+        elif self.chunks:
+            self.chunks.expire()
         if not data or data.isspace():
             raise DecodeError("empty", "empty GELF datagram")
         payload = inflate(data, self.max_frame)

@@ -403,6 +403,16 @@ class TestDatagrams:
             decode(bomb, "a", 1.0)
         assert caught.value.reason == "decompressed_too_large"
 
+    def test_a_whole_datagram_expires_old_partials(self) -> None:
+        dropped: collections.Counter[str] = collections.Counter()
+        clock = Clock()
+        decode = GelfDatagrams(notes=collections.Counter(), dropped=dropped, clock=clock)
+        assert decode(chunks(gelf_json(), 10)[0], "a", 1.0) is None
+        clock.now += 5.0
+        assert decode(gelf_json(), "a", 1.0) is not None
+        assert dropped == {"gelf_expired": 1}
+        assert len(decode.chunks) == 0
+
     def test_plain_over_max_frame(self) -> None:
         decode, _ = self.make(max_frame=100)
         with pytest.raises(DecodeError) as caught:
