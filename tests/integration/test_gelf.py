@@ -223,6 +223,15 @@ class TestBadInput:
         written, dropped, bad_frames = summary(netlog.stderr())
         assert (written, dropped, bad_frames) == (3, 7, 7)
 
+    def test_tcp_frame_over_max_frame_dropped_next_written(self, netlog_factory):
+        netlog = netlog_factory("--max-frame", "65536")
+        big = json.dumps({"short_message": "big", "_pad": "p" * 300_000}).encode()
+        with socket.create_connection(netlog.address("gelf_tcp"), timeout=10) as sock:
+            sock.sendall(big + b"\0" + json.dumps({"short_message": "small"}).encode() + b"\0")
+        assert [r["message"] for r in netlog.wait_records(1)] == ["small"]
+        netlog.stop()
+        assert summary(netlog.stderr()) == (1, 1, 0)  # dropped (line_too_long), not a bad frame
+
     def test_gzip_bomb(self, netlog):
         udp = netlog.address("gelf_udp")
         bomb = zlib.compress(b"{" + b" " * (60 << 20) + b"}", 9)  # 60 MiB of JSON
