@@ -101,7 +101,6 @@ HELD_MESSAGES: Final = 32
 #: What the record's format says.
 FORMAT: Final = "gelf"
 #: Docker's gelf driver's own fields: the ones that say a record came from a container.
-_CONTAINER_KEYS: Final = ("_container_id", "_container_name")
 #: Docker's level for each stream, so a text line's fallback is the stream's.
 _STREAM_BY_LEVEL: Final = {6: "stdout", 3: "stderr"}
 #: Where a sender names its own logger, first match wins (underscores removed).
@@ -117,6 +116,8 @@ _TRACEBACK: Final = re.compile(
     re.MULTILINE,
 )
 _MISSING: Final = object()
+#: Epoch numbers from here on are milliseconds (as :func:`parse_timestamp` reads them).
+_MS_EPOCH: Final = 1e11
 
 
 def looks_like_traceback(text: str) -> bool:
@@ -196,25 +197,41 @@ def _message(
 def from_gelf(
     obj: dict[str, Any], peer: str, received: float, notes: collections.Counter[str]
 ) -> Record:
-    """A parsed GELF object as a record (see the module docstring); consumes ``obj``."""
+    """A parsed GELF object as a record (see the module docstring); consumes ``obj``.
+
+    Runs once per record: the common shapes (a text ``short_message``, a
+    float ``timestamp``, a level 0-7, no ``full_message``) take one test
+    each, and anything else goes through the helpers.
+    """
     fields: dict[str, Any] = {}
-    version = obj.pop("version", _MISSING)
-    if version is not _MISSING and version not in _KNOWN_VERSIONS:
+    version = obj.pop("version", None)
+    if version is not None and version not in _KNOWN_VERSIONS:
         notes["gelf_version"] += 1
         fields["version"] = version
 
-    text, exc = _message(obj, fields, notes)
-    ts = received
+    exc: str | None = None
+    text = obj.pop("short_message", None)
+    if "full_message" in obj or type(text) is not str or not text:
+        obj["short_message"] = text
+        text, exc = _message(obj, fields, notes)
+
     stamp = obj.pop("timestamp", _MISSING)
-    if stamp is not _MISSING:
+    if type(stamp) is float and 0.0 <= stamp < _MS_EPOCH:
+        ts = stamp
+    elif stamp is _MISSING:
+        ts = received
+    else:
         parsed = parse_timestamp(stamp)
         if parsed is None:
             fields["timestamp"] = stamp
-        else:
-            ts = parsed
+        ts = received if parsed is None else parsed
 
-    level, number = _level(obj.pop("level", _MISSING), fields)
-    container = any(key in obj for key in _CONTAINER_KEYS)
+    number = obj.pop("level", _MISSING)
+    if type(number) is int and 0 <= number < len(SYSLOG_SEVERITY_LEVELS):
+        level = SYSLOG_SEVERITY_LEVELS[number]
+    else:
+        level, number = _level(number, fields)
+    container = "_container_id" in obj or "_container_name" in obj
     for key, value in obj.items():
         name = key[1:] if key[:1] == "_" and len(key) > 1 else key
         fields[key if name in fields else name] = value
@@ -438,9 +455,12 @@ class GelfDatagrams:
             data = message
         elif self.chunks:
             self.chunks.expire()
-        if not data or data.isspace():
+        if data[:1] == b"{":  # plain JSON, the common case: no inflating to try
+            payload = data
+        elif not data or data.isspace():
             raise DecodeError("empty", "empty GELF datagram")
-        payload = inflate(data, self.max_frame)
+        else:
+            payload = inflate(data, self.max_frame)
         if len(payload) > self.max_frame:
             raise DecodeError(
                 "frame_too_large",
