@@ -113,6 +113,8 @@ class Runner:
         self.feed: RecordFeed | None = None
         self.metrics: Metrics | None = None
         self._listeners: list[tuple[str, Any]] = []
+        self.gelf_udp: GelfDatagrams | None = None
+        """GELF's UDP decoder: its partial chunked messages are given up at shutdown."""
 
     # -- start-up -----------------------------------------------------------
 
@@ -232,7 +234,7 @@ class Runner:
     def _add_gelf(self) -> None:
         """GELF over UDP and TCP; chunks expired or evicted count in ``stats.dropped``."""
         s = self.settings
-        gelf_udp = GelfDatagrams(
+        gelf_udp = self.gelf_udp = GelfDatagrams(
             notes=self.stats.notes,
             dropped=self.stats.dropped,
             max_frame=s.max_frame,
@@ -344,6 +346,8 @@ class Runner:
         """Close every listener but HTTP, taking in what the kernel queued for the log ones."""
         for datagrams in self.log_datagrams:
             datagrams.drain_and_close()
+        if self.gelf_udp is not None:  # chunks of a message that never completed: counted
+            self.gelf_udp.chunks.abandon()
         for stream in self.log_streams:
             stream.stop_accepting_and_drain_backlog()
         for server in (self.echo, self.responder):

@@ -386,6 +386,13 @@ class ChunkReassembler:
         self._forget(key, partial)
         return b"".join(part for part in partial.parts if part is not None)
 
+    def abandon(self) -> None:
+        """Give up on every partial message (shutdown): each is counted ``gelf_incomplete``."""
+        if self._partials:
+            self.dropped["gelf_incomplete"] += len(self._partials)
+        self._partials.clear()
+        self.held = 0
+
     def _forget(self, key: tuple[str, bytes], partial: _Partial) -> None:
         del self._partials[key]
         self.held -= partial.size

@@ -362,6 +362,14 @@ class TestReassembler:
         assert dropped["gelf_evicted"] == 90
         assert len(chunker) == 10
 
+    def test_abandon_counts_partials(self) -> None:
+        chunker, dropped, _ = self.make()
+        chunker.add(chunks(b"a" * 20, 10)[0], "a")
+        chunker.add(chunks(b"b" * 20, 10)[0], "a")
+        chunker.abandon()
+        assert dropped == {"gelf_incomplete": 2}
+        assert (len(chunker), chunker.held) == (0, 0)
+
     def test_message_over_max_message(self) -> None:
         chunker, _, _ = self.make(max_message=100)
         pieces = chunks(b"m" * 300, 60)
