@@ -181,6 +181,7 @@ def start_server(
             *pin, str(NETLOG_PYTHON), "-m", "servers", "--host", HOST,
             "--echo-port", "0", "--responder-port", "0", "--log-tcp-port", "0",
             "--log-udp-port", "0", "--http-port", "-1", "--log-dir", str(logs),
+            "--gelf-udp-port", "0", "--gelf-tcp-port", "0",
             "--console", "off", "--ready-file", str(ready), "--responder-rate", "0",
             *netlog_args,
         ]  # fmt: skip
