@@ -137,7 +137,7 @@ def _unpack_whole(data: bytes) -> Any:
             max_ext_len=size,
         )
     except _UNPACK_ERRORS as exc:
-        raise _bad(f"not MessagePack: {exc}") from None
+        raise _bad(f"not MessagePack ({type(exc).__name__}: {exc})") from None
 
 
 def _split_stream(data: bytes) -> list[bytes]:
@@ -152,7 +152,7 @@ def _split_stream(data: bytes) -> list[bytes]:
     except msgpack.OutOfData:
         raise _bad("packed entries end inside an entry") from None
     except _UNPACK_ERRORS as exc:
-        raise _bad(f"packed entries are not MessagePack: {exc}") from None
+        raise _bad(f"packed entries are not MessagePack ({type(exc).__name__}: {exc})") from None
     out = []
     start = 0
     for end in ends:
@@ -310,7 +310,7 @@ class ForwardDecoder:
             except msgpack.OutOfData:
                 break
             except _UNPACK_ERRORS as exc:
-                raise _bad(f"not MessagePack: {exc}") from None
+                raise _bad(f"not MessagePack ({type(exc).__name__}: {exc})") from None
             ends.append(scanner.tell())
         return ends if len(ends) > 1 else []
 
