@@ -8,15 +8,25 @@ a frame with a ``chunk`` option, built with msgpack.
 
 import gzip
 import logging
+import os
 import signal
 import socket
 import struct
 import time
 
 import msgpack
+import pytest
 from fluent import handler as fluent_handler
 from fluent import sender as fluent_sender
-from reliability_kit import is_closed_by_peer, metric, parse_lines, record_figure, summary
+from reliability_kit import (
+    is_closed_by_peer,
+    metric,
+    parse_lines,
+    record_figure,
+    summary,
+    tmpfs,
+    wait_lines,
+)
 
 DOCKER_ID = "8d3c1f0e2b7a" * 5 + "9f3e"
 
@@ -132,6 +142,41 @@ class TestAck:
             )
             assert read_acks(sock, 1) == [{"ack": "Zm9v"}]
         assert netlog.records()[-1]["message"] == "hello"
+
+
+class TestAckOnAFullDisk:
+    """While the store cannot write no ack leaves: the sender keeps its chunk and sends it again."""
+
+    def test_ack_withheld_until_written(self, netlog_factory, tmp_path):
+        with tmpfs(tmp_path / "full", "size=256k") as directory:
+            server = netlog_factory("--log-dir", str(directory))
+            filler = directory / "filler"
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                for _ in range(100):  # 256 KiB is at most 64 pages
+                    os.write(fd, b"\0" * 4096)
+            except OSError:
+                pass  # full
+            finally:
+                os.close(fd)
+            frame = msgpack.packb(["web", 1, docker_record("kept"), {"chunk": "c1"}])
+            with socket.create_connection(server.address("fluent"), timeout=10) as sock:
+                sock.sendall(frame)
+                sock.settimeout(2.0)
+                with pytest.raises(TimeoutError):
+                    sock.recv(100)
+                withheld = metric(server, "netlog_notes_total", reason="ack_withheld")
+                assert withheld >= 1
+                assert parse_lines(directory / "records.jsonl") == []
+                filler.unlink()  # space returns: the queued record is written
+                wait_lines(directory / "records.jsonl", 1)
+                sock.settimeout(10.0)
+                sock.sendall(frame)  # what Fluent Bit or Docker does with an unacked chunk
+                assert read_acks(sock, 1) == [{"ack": "c1"}]
+            messages = [r["message"] for r in parse_lines(directory / "records.jsonl")]
+            assert messages == ["kept", "kept"]  # at least once: the resent chunk is a duplicate
+            assert server.stop() == 0
+            record_figure("fluent_full_disk_ack", acks_withheld=withheld, duplicates=1)
 
 
 class TestDockerShaped:
