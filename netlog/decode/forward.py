@@ -283,7 +283,10 @@ class ForwardDecoder:
         for start in range(0, len(data), step):
             piece = data[start : start + step]
             self._buffer += piece
-            self._scanner.feed(piece)
+            try:
+                self._scanner.feed(piece)
+            except msgpack.BufferFull:  # never expected: the check below comes first
+                raise self._too_large() from None
             ends = self._frame_ends()
             if ends:
                 view = memoryview(self._buffer)
@@ -295,10 +298,12 @@ class ForwardDecoder:
                 for frame in frames:
                     self._frame(frame, now, out)
             if len(self._buffer) > self.max_frame:
-                raise DecodeError(
-                    "frame_too_large",
-                    f"forward frame larger than {self.max_frame} bytes (--max-frame)",
-                )
+                raise self._too_large()
+
+    def _too_large(self) -> DecodeError:
+        return DecodeError(
+            "frame_too_large", f"forward frame larger than {self.max_frame} bytes (--max-frame)"
+        )
 
     def _frame_ends(self) -> list[int]:
         """Stream offsets ``[start, end1, end2...]`` of the frames completed so far."""

@@ -9,6 +9,7 @@ import pytest
 from fluent.sender import EventTime
 
 from netlog.decode.forward import MAX_OPEN_PARTIALS, ForwardDecoder, event_time
+from netlog.decode.inflate import inflate
 from netlog.errors import DecodeError
 
 NOW = 5000.0
@@ -387,3 +388,20 @@ class TestBadInput:
         dec.feed(b"")
         with pytest.raises(DecodeError):
             dec.feed(b"\xc0")
+
+
+class TestInflateMembers:
+    """Concatenated gzip members share one cap; without ``members`` the rest is ignored."""
+
+    def test_members_joined_under_one_cap(self):
+        data = gzip.compress(b"a" * 600) + gzip.compress(b"b" * 600)
+        assert inflate(data, 2000, "gzip", members=True) == b"a" * 600 + b"b" * 600
+        assert inflate(data, 2000, "gzip") == b"a" * 600
+        with pytest.raises(DecodeError) as info:
+            inflate(data, 1000, "gzip", members=True)
+        assert info.value.reason == "decompressed_too_large"
+
+    def test_garbage_after_a_member(self):
+        with pytest.raises(DecodeError) as info:
+            inflate(gzip.compress(b"a") + b"junk", 100, "gzip", members=True)
+        assert info.value.reason == "bad_compression"
