@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 
-from netlog.decode.container import container_line
+from netlog.decode.container import STREAM_LEVELS, container_line, leading_level
 from netlog.decode.formats import cap_message
 from netlog.decode.inflate import inflate
 from netlog.decode.normalize import Budget, expansion_budget, from_json, json_safe
@@ -89,6 +89,9 @@ FORMAT: Final = "fluent"
 _PARTIAL_KEYS: Final = ("partial_message", "partial_id", "partial_ordinal", "partial_last")
 #: Docker's keys that are not the line itself, kept as fields.
 _LINE_KEYS: Final = ("log", *_PARTIAL_KEYS)
+#: First characters that keep a line off the fast path: it may be JSON (after
+#: spaces, too: `isspace` lines and leading blanks go the long way).
+_NOT_PLAIN: Final = frozenset(("{", " ", "\t", "\r", "\n", "\f", "\v", ""))
 #: Lines being joined at once per connection: Docker interleaves at most a
 #: container's stdout and stderr; past this the oldest is written as it is.
 MAX_OPEN_PARTIALS: Final = 8
@@ -140,25 +143,38 @@ def _unpack_whole(data: bytes) -> Any:
         raise _bad(f"not MessagePack ({type(exc).__name__}: {exc})") from None
 
 
-def _split_stream(data: bytes) -> list[bytes]:
-    """The objects of a complete MessagePack stream (packed entries), scanned before built."""
-    scanner = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
+def _unpack_stream(data: bytes) -> list[Any]:
+    """The objects of a complete MessagePack stream (packed entries), scanned before built.
+
+    The scan proves every claimed element is here, so building them all
+    with one unpacker costs memory in proportion to ``data``.
+    """
+    size = len(data)
+    scanner = msgpack.Unpacker(max_buffer_size=max(size, 1))
     scanner.feed(data)
-    ends = []
     try:
-        while scanner.tell() < len(data):
+        while scanner.tell() < size:
             scanner.skip()
-            ends.append(scanner.tell())
     except msgpack.OutOfData:
         raise _bad("packed entries end inside an entry") from None
     except _UNPACK_ERRORS as exc:
         raise _bad(f"packed entries are not MessagePack ({type(exc).__name__}: {exc})") from None
-    out = []
-    start = 0
-    for end in ends:
-        out.append(data[start:end])
-        start = end
-    return out
+    unpacker = msgpack.Unpacker(
+        max_buffer_size=max(size, 1),
+        raw=False,
+        unicode_errors="surrogateescape",
+        strict_map_key=False,
+        max_bin_len=size,
+        max_str_len=size,
+        max_array_len=size,
+        max_map_len=size // 2,
+        max_ext_len=size,
+    )
+    unpacker.feed(data)
+    try:
+        return list(unpacker)
+    except _UNPACK_ERRORS as exc:
+        raise _bad(f"packed entries are not MessagePack ({type(exc).__name__}: {exc})") from None
 
 
 class _Origin:
@@ -166,11 +182,11 @@ class _Origin:
 
     __slots__ = ("meta", "parts", "size", "stream", "tag", "ts")
 
-    def __init__(self, tag: str, ts: float, body: dict[str, Any]) -> None:
+    def __init__(self, tag: str, ts: float, meta: dict[str, Any], stream: Any) -> None:
         self.tag = tag
         self.ts = ts
-        self.meta = {key: value for key, value in body.items() if key not in _LINE_KEYS}
-        stream = body.get("source") or body.get("stream")
+        self.meta = meta
+        """Docker's other keys (``container_name``...), kept as fields."""
         self.stream = stream if type(stream) is str else None
         self.parts: list[bytes] = []
         self.size = 0
@@ -399,22 +415,29 @@ class ForwardDecoder:
         data = entries if type(entries) is bytes else entries.encode("utf-8", "surrogateescape")  # type: ignore[union-attr]
         if option is not None and option.get("compressed") == "gzip":
             data = inflate(data, self._inflate_limit, "gzip", members=True)
-        return [_unpack_whole(part) for part in _split_stream(data)]
+        return _unpack_stream(data)
 
     # --- one record ------------------------------------------------------------
 
     def _record(
         self, tag: str, ts: float, body: dict[Any, Any], now: float, out: list[Record]
     ) -> None:
-        if not all(type(key) is str and type(value) is str for key, value in body.items()):
-            body = json_safe(body, Budget(expansion_budget(self.max_frame)))
+        for key, value in body.items():  # Docker's records: every key and value a str
+            if type(key) is not str or type(value) is not str:
+                body = json_safe(body, Budget(expansion_budget(self.max_frame)))
+                break
         line = body.get("log")
         if type(line) is str:
             if body.get("partial_message") == "true" and type(body.get("partial_id")) is str:
                 self._partial(tag, ts, body, now, out)
                 return
+            del body["log"]  # the rest is the line's metadata (body is this decoder's own)
+            stream = body.get("source") or body.get("stream")
+            if line.isascii() and line[:1] not in _NOT_PLAIN and not line.isspace():
+                self._plain_line(tag, ts, body, stream, line, now, out)
+                return
             raw = line.encode("utf-8", "surrogateescape")
-            self._line(_Origin(tag, ts, body), raw, now, out)
+            self._line(_Origin(tag, ts, body, stream), raw, now, out)
             return
         record = from_json(body, self.peer, now, fmt=FORMAT)
         fields = record.fields
@@ -425,6 +448,38 @@ class ForwardDecoder:
         fields.setdefault("tag", tag)
         record = record._replace(ts=ts if record.ts == now else record.ts, logger=logger)
         if len(record.message) > self.max_line:
+            record = cap_message(record, self.max_line, self.notes)
+        out.append(record)
+
+    def _plain_line(  # noqa: PLR0917 - one call per line: no object to carry the arguments
+        self,
+        tag: str,
+        ts: float,
+        meta: dict[str, Any],
+        stream: Any,
+        line: str,
+        now: float,
+        out: list[Record],
+    ) -> None:
+        """:meth:`_line` for the common line: ASCII text, not JSON-looking, not blank.
+
+        It is :func:`~netlog.decode.container.container_line`'s text branch
+        inlined (its level rule, :func:`~netlog.decode.container.leading_level`
+        and :data:`~netlog.decode.container.STREAM_LEVELS`, called as they
+        are), because a Docker driver sends one record per printed line and
+        the call layers were most of the cost.
+        """
+        source = stream if type(stream) is str else ""
+        level = leading_level(line.encode()) or STREAM_LEVELS.get(source, "info")
+        name = meta.get("container_name")
+        logger = tag
+        if type(name) is str:
+            name = meta["container_name"] = name.lstrip("/")
+            logger = name or tag
+        if "tag" not in meta:
+            meta["tag"] = tag
+        record = Record(ts, now, level, logger, line, meta, None, self.peer, FORMAT)
+        if len(line) > self.max_line:
             record = cap_message(record, self.max_line, self.notes)
         out.append(record)
 
@@ -441,8 +496,12 @@ class ForwardDecoder:
         if type(name) is str:
             name = fields["container_name"] = name.lstrip("/")
         logger = record.logger or (name if type(name) is str and name else origin.tag)
-        fields.setdefault("tag", origin.tag)
-        record = record._replace(ts=origin.ts if record.ts == now else record.ts, logger=logger)
+        if "tag" not in fields:
+            fields["tag"] = origin.tag
+        ts = origin.ts if record.ts == now else record.ts
+        record = Record(
+            ts, now, record.level, logger, record.message, fields, record.exc, self.peer, FORMAT
+        )
         if truncated or len(record.message) > self.max_line:
             record = cap_message(record, min(self.max_line, len(record.message)), self.notes)
         out.append(record)
@@ -463,7 +522,9 @@ class ForwardDecoder:
                 oldest = next(iter(self._partials))
                 self.notes["partial_unfinished"] += 1
                 self._emit_partial(oldest, now, out, truncated=False)
-            held = self._partials[key] = _Origin(tag, ts, body)
+            meta = {k: v for k, v in body.items() if k not in _LINE_KEYS}
+            stream = body.get("source") or body.get("stream")
+            held = self._partials[key] = _Origin(tag, ts, meta, stream)
         part = body["log"].encode("utf-8", "surrogateescape")
         held.parts.append(part)
         held.size += len(part)

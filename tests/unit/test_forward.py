@@ -183,6 +183,12 @@ class TestDocker:
         assert first.fields["tag"] == "4f5e6d7c8b9a"
         assert "log" not in first.fields
 
+    def test_odd_types_in_docker_keys(self):
+        body = {"log": "plain", "source": ["stderr"], "container_name": 7}
+        [record] = decoder().feed(pack("t", 1, body))
+        assert (record.level, record.logger, record.message) == ("info", "t", "plain")
+        assert record.fields["source"] == ["stderr"]
+
     def test_blank_line_is_no_record(self):
         assert decoder().feed(pack("t", 1, docker(""))) == []
 

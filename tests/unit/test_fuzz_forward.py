@@ -127,9 +127,15 @@ class TestForwardFuzz:
         )
     )
     def test_any_record_value(self, value):
-        record = {"message": "m", "v": value, "log": value}
+        record = {"message": "m", "v": value, "log": value, "source": value}
         try:
             data = msgpack.packb(["t", 1, record])
         except (OverflowError, ValueError, TypeError):
             return
         _check(data, [])
+        _check(
+            msgpack.packb(
+                ["t", 1, {"log": "INFO plain", "source": value, "container_name": value}]
+            ),
+            [],
+        )
