@@ -36,6 +36,8 @@ DEFAULT_LOG_TCP_PORT: Final = logging.handlers.DEFAULT_TCP_LOGGING_PORT  # 9020
 DEFAULT_LOG_UDP_PORT: Final = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
 DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
 DEFAULT_GELF_PORT: Final = 12201  # Graylog's GELF inputs, UDP and TCP alike
+#: Fluentd's forward protocol (in_forward's and Docker's fluentd driver's default).
+DEFAULT_FLUENT_PORT: Final = 24224
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
 DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
@@ -247,6 +249,14 @@ class Settings:
             _port,
             "HTTP port",
             readme="HTTP: `POST /log`, `/health`, `/metrics`, the live viewer",
+        ),
+    )
+    fluent_port: int = field(
+        default=DEFAULT_FLUENT_PORT,
+        metadata=_option(
+            _port,
+            "Fluentd forward protocol port (Docker's fluentd driver, fluent-logger)",
+            readme="Fluentd forward protocol v1 (Docker's `fluentd` log driver, fluent-logger)",
         ),
     )
     log_dir: Path = field(

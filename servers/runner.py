@@ -28,6 +28,7 @@ import gevent
 import gevent.event
 import orjson
 
+from netlog.decode.forward import ForwardDecoder
 from netlog.decode.gelf import GelfDatagrams, GelfStreamDecoder
 from netlog.metrics import Metrics
 from netlog.report import Reporter
@@ -197,6 +198,12 @@ class Runner:
         self._add_stream("log_tcp", "TCP logs", s.log_tcp_port)
         self._add_datagrams("log_udp", "UDP logs", s.log_udp_port)
         self._add_gelf()
+        self._add_stream(
+            "fluent",
+            "Fluentd forward",
+            s.fluent_port,
+            decoder=partial(ForwardDecoder, max_frame=s.max_frame, max_line=s.max_line),
+        )
         if self.pipeline is not None and self.feed is not None and self.metrics is not None:
             self.metrics.files = self.files
             self.metrics.responder = self.responder
@@ -229,7 +236,14 @@ class Runner:
     def _record_ports(self) -> list[int]:
         """The ports of every listener that takes records: any enabled needs the store."""
         s = self.settings
-        return [s.log_tcp_port, s.log_udp_port, s.http_port, s.gelf_udp_port, s.gelf_tcp_port]
+        return [
+            s.log_tcp_port,
+            s.log_udp_port,
+            s.http_port,
+            s.gelf_udp_port,
+            s.gelf_tcp_port,
+            s.fluent_port,
+        ]
 
     def _add_gelf(self) -> None:
         """GELF over UDP and TCP; chunks expired or evicted count in ``stats.dropped``."""

@@ -156,6 +156,7 @@ def start(
         "--http-port": "0",
         "--gelf-udp-port": "0",
         "--gelf-tcp-port": "0",
+        "--fluent-port": "0",
         "--log-dir": str(log_dir),
         "--console": "off",
         "--flush-interval": "0.05",
