@@ -433,3 +433,9 @@ def options_table() -> str:
     rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
     rows += [f"| `{o.flag}` | `{o.env}` | {o.shown} | {o.readme} |" for o in OPTIONS]
     return "\n".join(rows) + "\n"
+
+
+#: The flags of every listener's port (``--echo-port`` ... ``--fluent-port``):
+#: what a test or benchmark sets to ``0`` (ephemeral) or ``-1`` (off) so that
+#: no two servers it starts bind a default port, whatever listeners exist.
+PORT_FLAGS: Final[tuple[str, ...]] = tuple(o.flag for o in OPTIONS if o.convert is _port)
