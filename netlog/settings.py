@@ -35,6 +35,11 @@ DEFAULT_RESPONDER_PORT: Final = 7007
 DEFAULT_LOG_TCP_PORT: Final = logging.handlers.DEFAULT_TCP_LOGGING_PORT  # 9020
 DEFAULT_LOG_UDP_PORT: Final = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
 DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
+DEFAULT_OTLP_PORT: Final = 4318  # OTLP/HTTP's registered port
+#: The largest OTLP request body, before and after inflating: a few SDK
+#: batches of 512 records; parsing the worst 4 MiB (2 million empty
+#: messages) costs upb about 300 MB for the moment it takes.
+DEFAULT_OTLP_MAX_BODY: Final = 4 << 20
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
 DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
@@ -240,6 +245,14 @@ class Settings:
             readme="HTTP: `POST /log`, `/health`, `/metrics`, the live viewer",
         ),
     )
+    otlp_port: int = field(
+        default=DEFAULT_OTLP_PORT,
+        metadata=_option(
+            _port,
+            "OTLP/HTTP logs port (POST /v1/logs)",
+            readme="OpenTelemetry OTLP/HTTP logs: `POST /v1/logs` (also on the HTTP port)",
+        ),
+    )
     log_dir: Path = field(
         default=DEFAULT_LOG_DIR,
         metadata=_option(
@@ -310,6 +323,15 @@ class Settings:
             "longest JSON or text line, a size as for --max-bytes",
             readme="longest JSON or text line",
             shown=_mib(DEFAULT_MAX_LINE),
+        ),
+    )
+    otlp_max_body: int = field(
+        default=DEFAULT_OTLP_MAX_BODY,
+        metadata=_option(
+            _positive_size,
+            "largest OTLP request body, before and after gzip, a size as for --max-bytes",
+            readme="largest OTLP/HTTP request body, before and after inflating gzip (413 beyond)",
+            shown=_mib(DEFAULT_OTLP_MAX_BODY),
         ),
     )
     responder_rate: float = field(
