@@ -154,6 +154,7 @@ def start(
         "--log-tcp-port": "0",
         "--log-udp-port": "0",
         "--http-port": "0",
+        "--otlp-port": "0",
         "--log-dir": str(log_dir),
         "--console": "off",
         "--flush-interval": "0.05",

@@ -175,7 +175,13 @@ class TestLogDirDeleted:
 def serve_second(log_dir, timeout: float = 20.0) -> subprocess.CompletedProcess:
     """Start a server on ``log_dir`` to completion (it should refuse at once)."""
     ephemeral = ["--host", "127.0.0.1", "--console", "off", "--http-port", "-1"]
-    for option in ("--echo-port", "--responder-port", "--log-tcp-port", "--log-udp-port"):
+    for option in (
+        "--echo-port",
+        "--responder-port",
+        "--log-tcp-port",
+        "--log-udp-port",
+        "--otlp-port",
+    ):
         ephemeral += [option, "0"]
     try:
         return subprocess.run(

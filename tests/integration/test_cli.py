@@ -33,7 +33,13 @@ def run_cli(*args, env=None, timeout=30):
 def ephemeral(log_dir, *overrides: str) -> list[str]:
     """Every listener on an ephemeral 127.0.0.1 port, then ``overrides``."""
     args = ["--host", "127.0.0.1", "--log-dir", str(log_dir)]
-    for option in ("--echo-port", "--responder-port", "--log-tcp-port", "--log-udp-port"):
+    for option in (
+        "--echo-port",
+        "--responder-port",
+        "--log-tcp-port",
+        "--log-udp-port",
+        "--otlp-port",
+    ):
         args += [option, "0"]
     return [*args, "--http-port", "0", *overrides]
 

@@ -355,7 +355,13 @@ def parse_lines_tolerant(path):
 
 def run_serve(log_dir, timeout=30):
     ephemeral = ["--host", "127.0.0.1"]
-    for option in ("--echo-port", "--responder-port", "--log-tcp-port", "--log-udp-port"):
+    for option in (
+        "--echo-port",
+        "--responder-port",
+        "--log-tcp-port",
+        "--log-udp-port",
+        "--otlp-port",
+    ):
         ephemeral += [option, "0"]
     return subprocess.run(
         command(*ephemeral, "--http-port", "-1", "--log-dir", str(log_dir)),
