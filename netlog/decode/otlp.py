@@ -49,7 +49,8 @@ Bounds, so a small body cannot cost unbounded memory or time: at most
 as OTLP's partial success), :data:`MAX_ATTRIBUTES` attributes from each
 source and entries in each array or key/value list, :data:`MAX_DEPTH`
 levels of nesting and :data:`MAX_VALUES` values a record.  What is cut is
-counted in ``fields["otlp_cut"]`` on the record and in ``notes["otlp_cut"]``.
+counted in ``fields["otlp_cut"]`` on the record and in ``notes["otlp_cut"]``
+(an array or list cut whole counts as one).
 The body itself is capped by the caller (``--otlp-max-body``), before and
 after inflating.  A record whose ``trace_id`` is not 16 bytes or whose
 ``span_id`` is not 8 (or, in JSON, not hex) is rejected alone.
@@ -447,17 +448,28 @@ class _Mapper:
         if kind == "bytes_value":
             return base64.b64encode(value.bytes_value).decode("ascii")
         if kind in ("array_value", "kvlist_value"):
-            items = value.array_value.values if kind == "array_value" else value.kvlist_value.values
-            if depth >= MAX_DEPTH:
-                budget.cut += len(items)
-                return [] if kind == "array_value" else {}
-            if len(items) > MAX_ATTRIBUTES:
-                budget.cut += len(items) - MAX_ATTRIBUTES
-            if kind == "array_value":
-                return [self._value(item, budget, depth + 1) for item in items[:MAX_ATTRIBUTES]]
-            kept = items[:MAX_ATTRIBUTES]
-            return {kv.key: self._value(kv.value, budget, depth + 1) for kv in kept}
+            return self._container(value, kind == "array_value", budget, depth)
         return None
+
+    def _container(self, value: AnyValue, array: bool, budget: _Budget, depth: int) -> Any:
+        """An array (list) or key/value list (dict): capped in length, depth and the budget."""
+        items: Any = value.array_value.values if array else value.kvlist_value.values
+        if depth >= MAX_DEPTH:
+            budget.cut += len(items)
+            return [] if array else {}
+        if len(items) > MAX_ATTRIBUTES:
+            budget.cut += len(items) - MAX_ATTRIBUTES
+        kept = items[:MAX_ATTRIBUTES]
+        out: list[Any] = []
+        for index, item in enumerate(kept):
+            if budget.left <= 0:
+                budget.cut += len(kept) - index
+                break
+            if array:
+                out.append(self._value(item, budget, depth + 1))
+            else:
+                out.append((item.key, self._value(item.value, budget, depth + 1)))
+        return out if array else dict(out)
 
 
 def _put(fields: dict[str, Any], key: str, value: Any) -> None:
