@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import collections
+from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -88,6 +89,7 @@ __all__ = [
     "JSON",
     "MAX_ATTRIBUTES",
     "MAX_DEPTH",
+    "MAX_GROUPS",
     "MAX_RECORDS",
     "MAX_VALUES",
     "PROTOBUF",
@@ -102,6 +104,9 @@ JSON: Final = "application/json"
 #: Records taken from one request; the rest are rejected (partial success).
 #: The SDKs send 512 a batch, the Collector's batch processor 8192.
 MAX_RECORDS: Final = 10_000
+#: Resource groups, and scope groups in all, one request may hold (SDKs send
+#: one of each, the Collector one a service and library); more is refused.
+MAX_GROUPS: Final = 1000
 #: Attributes taken from each of a record's, its scope's and its resource's
 #: lists, and entries from each array or key/value list (the SDKs' own
 #: default attribute limit is 128).
@@ -234,34 +239,61 @@ def _get_list(obj: dict[str, Any], *names: str) -> list[Any]:
 def _prepare_json(request: dict[str, Any], rejected: collections.Counter[str]) -> None:
     """Make the ids base64 and cut the lists, in place; refused records are removed."""
     taken = 0
-    for resource_logs in _get_list(request, "resourceLogs", "resource_logs"):
-        if type(resource_logs) is not dict:
-            continue
-        resource = resource_logs.get("resource")
-        if type(resource) is dict:
-            _cut_attributes(resource)
-        for scope_logs in _get_list(resource_logs, "scopeLogs", "scope_logs"):
-            if type(scope_logs) is not dict:
+    resource_list = [
+        r
+        for r in _get_list(request, "resourceLogs", "resource_logs")[: MAX_GROUPS + 1]
+        if type(r) is dict
+    ]
+    _check_groups(len(resource_list), lambda: sum(len(_scopes_of(r)) for r in resource_list))
+    for resource_logs in resource_list:
+        _cut_attributes(resource_logs.get("resource"))
+        for scope_logs in _scopes_of(resource_logs):
+            if type(scope_logs) is dict:
+                _cut_attributes(scope_logs.get("scope"))
+                taken += _prepare_records(_records_of(scope_logs), MAX_RECORDS - taken, rejected)
+
+
+def _prepare_records(records: list[Any], room: int, rejected: collections.Counter[str]) -> int:
+    """Cut ``records`` to ``room`` and prepare each kept one, in place; how many are kept."""
+    if len(records) > room:
+        rejected["too_many"] += len(records) - room
+        del records[room:]
+    kept = []
+    for record in records:
+        if type(record) is dict:
+            if not _hex_ids_to_base64(record):
+                rejected["bad_id"] += 1
                 continue
-            scope = scope_logs.get("scope")
-            if type(scope) is dict:
-                _cut_attributes(scope)
-            records = _get_list(scope_logs, "logRecords", "log_records")
-            kept = []
-            for record in records:
-                if taken >= MAX_RECORDS:
-                    rejected["too_many"] += 1
-                    continue
-                if type(record) is dict:
-                    if not _hex_ids_to_base64(record):
-                        rejected["bad_id"] += 1
-                        continue
-                    _cut_attributes(record)
-                    if "body" in record:
-                        record["body"] = _cut_value(record["body"], 0)
-                kept.append(record)
-                taken += 1
-            records[:] = kept
+            _cut_attributes(record)
+            if "body" in record:
+                record["body"] = _cut_value(record["body"], 0)
+        kept.append(record)
+    records[:] = kept
+    return len(kept)
+
+
+def _records_of(scope_logs: Any) -> list[Any]:
+    if type(scope_logs) is not dict:
+        return []
+    return _get_list(scope_logs, "logRecords", "log_records")
+
+
+def _scopes_of(resource_logs: dict[str, Any]) -> list[Any]:
+    return _get_list(resource_logs, "scopeLogs", "scope_logs")
+
+
+def _check_groups(resources: int, scopes: Callable[[], int]) -> None:
+    """Refuse a request of more than :data:`MAX_GROUPS` resource or scope groups.
+
+    Refused whole, before any is mapped: a body of millions of empty groups
+    would otherwise cost seconds of the server's one thread to walk.
+    ``scopes`` is called only once the resources are known to be few.
+    """
+    if resources > MAX_GROUPS or scopes() > MAX_GROUPS:
+        raise DecodeError(
+            "too_many_groups",
+            f"more than {MAX_GROUPS} resource or scope groups in one request",
+        )
 
 
 def _hex_ids_to_base64(record: dict[str, Any]) -> bool:
@@ -286,7 +318,9 @@ def _hex_ids_to_base64(record: dict[str, Any]) -> bool:
     return True
 
 
-def _cut_attributes(obj: dict[str, Any]) -> None:
+def _cut_attributes(obj: Any) -> None:
+    if type(obj) is not dict:
+        return
     attributes = obj.get("attributes")
     if type(attributes) is list:
         del attributes[MAX_ATTRIBUTES:]
@@ -352,19 +386,25 @@ class _Mapper:
 
     def batch(self, request: ExportLogsServiceRequest) -> OtlpBatch:
         records: list[Record] = []
-        for resource_logs in request.resource_logs:
+        resources = request.resource_logs
+        _check_groups(len(resources), lambda: sum(len(rl.scope_logs) for rl in resources))
+        for resource_logs in resources:
             resource_budget = _Budget()
             resource = self._pairs(resource_logs.resource.attributes, resource_budget)
             service = next((v for k, v in resource if k == "service.name"), None)
             for scope_logs in resource_logs.scope_logs:
+                log_records = scope_logs.log_records
+                room = max(0, MAX_RECORDS - len(records))
+                if len(log_records) > room:
+                    # Counted, never walked: a body may hold millions.
+                    self.rejected["too_many"] += len(log_records) - room
+                if not room:
+                    continue
                 scope_budget = _Budget()
                 scope = self._pairs(scope_logs.scope.attributes, scope_budget)
                 inherited = resource_budget.cut + scope_budget.cut
                 logger = scope_logs.scope.name or (service if type(service) is str else "")
-                for log_record in scope_logs.log_records:
-                    if len(records) >= MAX_RECORDS:
-                        self.rejected["too_many"] += 1
-                        continue
+                for log_record in log_records[:room]:
                     record = self._record(log_record, resource + scope, logger, inherited)
                     if record is not None:
                         records.append(record)

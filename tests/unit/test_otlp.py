@@ -8,6 +8,7 @@ import zlib
 import orjson
 import pytest
 from google.protobuf import json_format
+from google.protobuf.internal.encoder import _VarintBytes
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -18,6 +19,7 @@ from netlog.decode.otlp import (
     JSON,
     MAX_ATTRIBUTES,
     MAX_DEPTH,
+    MAX_GROUPS,
     MAX_RECORDS,
     MAX_VALUES,
     PROTOBUF,
@@ -315,6 +317,36 @@ class TestBounds:
         partial = next(inner for inner in kept if len(inner) < MAX_ATTRIBUTES)
         untouched = MAX_ATTRIBUTES - len(kept)
         assert record.fields["otlp_cut"] == MAX_ATTRIBUTES - len(partial) + untouched
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"\x0a\x00" * (MAX_GROUPS + 1),  # empty ResourceLogs
+            # one ResourceLogs of empty ScopeLogs
+            b"\x0a" + _VarintBytes(2 * (MAX_GROUPS + 1)) + b"\x12\x00" * (MAX_GROUPS + 1),
+        ],
+        ids=["resources", "scopes"],
+    )
+    def test_too_many_groups_refused_whole(self, body):
+        assert len(ExportLogsServiceRequest.FromString(body).resource_logs) >= 1
+        with pytest.raises(DecodeError) as caught:
+            decode_export(body, PROTOBUF, PEER, NOW, limit=LIMIT)
+        assert caught.value.reason == "too_many_groups"
+
+    def test_too_many_groups_in_json(self):
+        for doc in (
+            {"resourceLogs": [{}] * (MAX_GROUPS + 1)},
+            {"resourceLogs": [{"scopeLogs": [{}] * (MAX_GROUPS + 1)}]},
+        ):
+            with pytest.raises(DecodeError) as caught:
+                decode_export(orjson.dumps(doc), JSON, PEER, NOW, limit=LIMIT)
+            assert caught.value.reason == "too_many_groups"
+
+    def test_groups_up_to_the_cap_are_taken(self):
+        req = ExportLogsServiceRequest()
+        for i in range(MAX_GROUPS):
+            req.resource_logs.add().scope_logs.add().log_records.add().body.string_value = str(i)
+        assert len(decode(req).records) == MAX_GROUPS
 
     def test_records_past_the_cap_are_rejected(self):
         req = request(*({"body": str(i)} for i in range(MAX_RECORDS + 3)))
