@@ -457,7 +457,8 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
 
     def _not_found(self, _environ: dict[str, Any], _method: str, path: str) -> Response:
         if self.routes is not None:
-            return _text(404, f"nothing at {path}: this port serves {', '.join(sorted(self.routes))}")
+            served = ", ".join(sorted(self.routes))
+            return _text(404, f"nothing at {path}: this port serves {served}")
         return _text(404, f"nothing at {path}: try /, /log, /health, /metrics or /api/records")
 
     def _health(self, _environ: dict[str, Any], _method: str, _path: str) -> Response:
