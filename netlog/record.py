@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 #: The ``format`` values a record may carry.
-FORMATS = ("pickle", "json", "text", "syslog", "http", "gelf", "fluent")
+FORMATS = ("pickle", "json", "text", "syslog", "http", "gelf", "fluent", "otlp")
 
 
 class Record(NamedTuple):

@@ -38,6 +38,11 @@ DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
 DEFAULT_GELF_PORT: Final = 12201  # Graylog's GELF inputs, UDP and TCP alike
 #: Fluentd's forward protocol (in_forward's and Docker's fluentd driver's default).
 DEFAULT_FLUENT_PORT: Final = 24224
+DEFAULT_OTLP_PORT: Final = 4318  # OTLP/HTTP's registered port
+#: The largest OTLP request body, before and after inflating: a few SDK
+#: batches of 512 records; parsing the worst 4 MiB (2 million empty
+#: messages) costs upb about 300 MB for the moment it takes.
+DEFAULT_OTLP_MAX_BODY: Final = 4 << 20
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
 DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
@@ -259,6 +264,14 @@ class Settings:
             readme="Fluentd forward protocol v1 (Docker's `fluentd` log driver, fluent-logger)",
         ),
     )
+    otlp_port: int = field(
+        default=DEFAULT_OTLP_PORT,
+        metadata=_option(
+            _port,
+            "OTLP/HTTP logs port (POST /v1/logs)",
+            readme="OpenTelemetry OTLP/HTTP logs: `POST /v1/logs` (also on the HTTP port)",
+        ),
+    )
     log_dir: Path = field(
         default=DEFAULT_LOG_DIR,
         metadata=_option(
@@ -329,6 +342,15 @@ class Settings:
             "longest JSON or text line, a size as for --max-bytes",
             readme="longest JSON or text line",
             shown=_mib(DEFAULT_MAX_LINE),
+        ),
+    )
+    otlp_max_body: int = field(
+        default=DEFAULT_OTLP_MAX_BODY,
+        metadata=_option(
+            _positive_size,
+            "largest OTLP request body, before and after gzip, a size as for --max-bytes",
+            readme="largest OTLP/HTTP request body, before and after inflating gzip (413 beyond)",
+            shown=_mib(DEFAULT_OTLP_MAX_BODY),
         ),
     )
     responder_rate: float = field(

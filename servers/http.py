@@ -61,12 +61,14 @@ from netlog.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netlog.metrics import Metrics
 from netlog.record import format_peer
 from netlog.report import Reporter
-from netlog.settings import DEFAULT_MAX_LINE
+from netlog.settings import DEFAULT_MAX_LINE, DEFAULT_OTLP_MAX_BODY
 from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
 from netlog.viewer.feed import Subscriber, sse_dropped, sse_messages
 from servers.api import QueryApi
 from servers.gevent_private import forget_body
+from servers.otlp import PATH as OTLP_PATH
+from servers.otlp import handle_export
 from servers.pool_watch import FullPoolWatch
 
 __all__ = ["HEADER_TIMEOUT", "HEARTBEAT", "MAX_HEADER_BYTES", "MAX_HEADER_FIELDS", "HttpServer"]
@@ -288,6 +290,9 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         max_line: int = DEFAULT_MAX_LINE,
         max_body: int = MAX_BODY,
         api: QueryApi | None = None,
+        name: str = "http",
+        routes: frozenset[str] | None = None,
+        otlp_max_body: int = DEFAULT_OTLP_MAX_BODY,
     ) -> None:
         super().__init__(
             listener,
@@ -310,6 +315,10 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.max_frame = max_frame
         self.max_body = max_body
         self.api = api
+        self.name = name
+        self.routes = routes
+        """The only fixed routes served (the OTLP port's), or ``None`` for all."""
+        self.otlp_max_body = otlp_max_body
         self.header_timeout = min(HEADER_TIMEOUT, idle_timeout)
         self.draining = False
         """Set when shutdown begins: ``/health`` answers 503."""
@@ -416,7 +425,13 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             "/health": (self._health, ("GET", "HEAD")),
             "/metrics": (self._metrics, ("GET", "HEAD")),
             "/events": (self._events, ("GET",)),
+            OTLP_PATH: (self._otlp, ("POST",)),
         }
+        if self.routes is not None:
+            if path in self.routes and path in fixed:
+                handler, methods = fixed[path]
+                return path, handler, methods
+            return "other", self._not_found, ("GET", "HEAD", "POST")
         if path in fixed:
             handler, methods = fixed[path]
             return path, handler, methods
@@ -430,6 +445,10 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             return route, self._api, ("GET", "HEAD")
         return "other", self._not_found, ("GET", "HEAD", "POST")
 
+    def _otlp(self, environ: dict[str, Any], _method: str, _path: str) -> Response:
+        status, headers, body = handle_export(self, environ)
+        return status, headers, body
+
     def _api(self, environ: dict[str, Any], _method: str, path: str) -> Response:
         if self.api is None:
             return _text(404, "the query API is off (no log dir)")
@@ -437,6 +456,9 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         return status, headers, body
 
     def _not_found(self, _environ: dict[str, Any], _method: str, path: str) -> Response:
+        if self.routes is not None:
+            served = ", ".join(sorted(self.routes))
+            return _text(404, f"nothing at {path}: this port serves {served}")
         return _text(404, f"nothing at {path}: try /, /log, /health, /metrics or /api/records")
 
     def _health(self, _environ: dict[str, Any], _method: str, _path: str) -> Response:

@@ -48,6 +48,7 @@ from servers.logsink import (
     LogStreamServer,
     close_quietly,
 )
+from servers.otlp import PATH as OTLP_PATH
 from servers.responder import ResponderServer
 
 #: How long echo connections get at shutdown, at most (they promise nothing).
@@ -111,6 +112,8 @@ class Runner:
         self.log_datagrams: list[LogDatagramServer] = []
         """Every datagram listener that takes records (log_udp, and other protocols)."""
         self.http: HttpServer | None = None
+        self.otlp: HttpServer | None = None
+        """The OTLP/HTTP port: an HttpServer serving only ``/v1/logs`` and ``/health``."""
         self.feed: RecordFeed | None = None
         self.metrics: Metrics | None = None
         self._listeners: list[tuple[str, Any]] = []
@@ -219,8 +222,10 @@ class Runner:
                 max_frame=s.max_frame,
                 max_line=s.max_line,
                 api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
+                otlp_max_body=s.otlp_max_body,
             )
             self._bind("http", "HTTP", self.http, s.http_port)
+        self._add_otlp()
         ports = {name: int(server.address[1]) for name, server in self._listeners}
         if s.ready_file is not None:
             try:
@@ -243,6 +248,7 @@ class Runner:
             s.gelf_udp_port,
             s.gelf_tcp_port,
             s.fluent_port,
+            s.otlp_port,
         ]
 
     def _add_gelf(self) -> None:
@@ -257,6 +263,28 @@ class Runner:
         self._add_datagrams("gelf_udp", "GELF over UDP", s.gelf_udp_port, gelf_udp, "GELF datagram")
         gelf_tcp = partial(GelfStreamDecoder, max_frame=s.max_frame, max_line=s.max_line)
         self._add_stream("gelf_tcp", "GELF over TCP", s.gelf_tcp_port, gelf_tcp)
+
+    def _add_otlp(self) -> None:
+        """Start the OTLP/HTTP port (4318) unless it is disabled: ``/v1/logs`` and ``/health``."""
+        s = self.settings
+        if self.pipeline is None or s.otlp_port == DISABLED:
+            return
+        metrics = self.metrics if self.metrics is not None else Metrics(self.stats)
+        self.otlp = HttpServer(
+            (s.host, s.otlp_port),
+            self.pipeline,
+            self.feed if self.feed is not None else RecordFeed(),
+            metrics,
+            self.report,
+            idle_timeout=s.idle_timeout,
+            max_connections=s.max_connections,
+            max_frame=s.max_frame,
+            max_line=s.max_line,
+            name="otlp",
+            routes=frozenset({OTLP_PATH, "/health"}),
+            otlp_max_body=s.otlp_max_body,
+        )
+        self._bind("otlp", "OTLP/HTTP logs", self.otlp, s.otlp_port)
 
     def _add_stream(
         self, name: str, what: str, port: int, decoder: DecoderFactory | None = None
@@ -373,8 +401,9 @@ class Runner:
         deadline = started + self.settings.grace
         # 0. /health fails from now on; the HTTP listener itself stays open
         #    through the drain (see the module docstring).
-        if self.http is not None:
-            self.http.begin_drain()
+        for web in (self.http, self.otlp):
+            if web is not None:
+                web.begin_drain()
         # 1. Stop accepting everywhere, taking in what the kernel queued.
         self._stop_accepting()
         # 2. Let log connections finish within the grace; echo gets a moment.
@@ -390,8 +419,9 @@ class Runner:
         # 2b. Close the HTTP listener: end event streams and idle keep-alive
         #     connections, let requests in flight finish within what is left
         #     of the grace (at least a moment).
-        if self.http is not None:
-            self.http.shutdown(max(HTTP_GRACE, deadline - time.monotonic()))
+        for web in (self.http, self.otlp):
+            if web is not None:
+                web.shutdown(max(HTTP_GRACE, deadline - time.monotonic()))
         # 3. Write, flush, fsync.
         written = 0
         if self.pipeline is not None and self.files is not None:
