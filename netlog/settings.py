@@ -307,7 +307,7 @@ class Settings:
             "write the bound ports here as JSON once listening",
             readme='once every listener is bound, write `{"pid": …, "echo": …, "responder": …,'
             ' "log_tcp": …, "log_udp": …, "http": …, "gelf_udp": …, "gelf_tcp": …, "fluent": …,'
-            ' "otlp": …}` to this path atomically (disabled listeners absent)",
+            ' "otlp": …}` to this path atomically (disabled listeners absent)',
         ),
     )
     idle_timeout: float = field(
