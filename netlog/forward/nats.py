@@ -43,8 +43,10 @@ __all__ = ["NatsDestination", "short_hostname", "subject_token"]
 ACK_TIMEOUT: Final = 10.0
 #: Unacknowledged messages at most (nats-py's ``publish_async`` semaphore).
 DEFAULT_IN_FLIGHT: Final = 4000
-#: Seconds an attempt to connect may take.
+#: Seconds one attempt to connect to a server may take.
 CONNECT_TIMEOUT: Final = 3.0
+#: Seconds :meth:`NatsDestination.connect` tries before it reports a failure.
+CONNECT_LIMIT: Final = 5.0
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -123,7 +125,9 @@ class NatsDestination:
             if self.creds:
                 options["user_credentials"] = self.creds
             try:
-                self._nc = await nats.connect(**options)
+                # nats-py retries the first connect as long as its reconnects
+                # (for ever here): the time box makes a refusal an error to report.
+                self._nc = await asyncio.wait_for(nats.connect(**options), CONNECT_LIMIT)
             except Exception as exc:
                 raise DestinationError(_classify(exc, self._said), _text(exc, self._said)) from exc
             self._js = self._nc.jetstream(publish_async_max_pending=self.max_in_flight)
