@@ -67,9 +67,11 @@ def _classify(exc: BaseException, said: str) -> str:
         return "credentials"
     if "permission" in text:
         return "permissions"
-    if isinstance(exc, nats.js.errors.APIError):
-        if any(word in text for word in ("maximum", "exceeded", "resource", "full")):
-            return "stream full"
+    # A refused publish may reach us only as the error callback's text: nats-py
+    # fails to resolve the ack future when the answer is an API error.
+    if any(word in text for word in ("maximum", "exceeded", "resource", "insufficient")):
+        return "stream full"
+    if isinstance(exc, nats.js.errors.APIError) or "apierror" in text or "code=" in text:
         return "refused"
     if isinstance(exc, nats.js.errors.NoStreamResponseError):
         return "no stream"
