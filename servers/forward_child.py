@@ -37,12 +37,15 @@ _HEALTHY_AFTER: Final = 60.0
 
 
 class ForwardChild:
-    """Runs ``python -m netlog.forward ARGS`` and keeps it running until :meth:`stop`."""
+    """Runs ``python -m netlog.forward`` and keeps it running until :meth:`stop`.
+
+    ``env``: its options as ``NETLOG_*`` variables, on top of this process's environment.
+    """
 
     def __init__(
-        self, args: list[str], report: Reporter, *, stop_timeout: float = STOP_TIMEOUT
+        self, env: dict[str, str], report: Reporter, *, stop_timeout: float = STOP_TIMEOUT
     ) -> None:
-        self.args = args
+        self.env = env
         self.report = report
         self.stop_timeout = stop_timeout
         self.restarts = 0
@@ -57,8 +60,9 @@ class ForwardChild:
         self._greenlet = gevent.spawn(self._supervise)
 
     def _spawn(self) -> gevent.subprocess.Popen:
-        command = [sys.executable, "-m", "netlog.forward", *self.args, "--parent", str(os.getpid())]
-        return gevent.subprocess.Popen(command, stdin=gevent.subprocess.DEVNULL)
+        command = [sys.executable, "-m", "netlog.forward", "--parent", str(os.getpid())]
+        env = {**os.environ, **self.env}
+        return gevent.subprocess.Popen(command, stdin=gevent.subprocess.DEVNULL, env=env)
 
     def _supervise(self) -> None:
         delay = _FIRST_DELAY

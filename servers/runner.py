@@ -28,7 +28,7 @@ import gevent
 import gevent.event
 import orjson
 
-from netlog.forward.config import child_args, destination_names
+from netlog.forward.config import child_env, destination_names
 from netlog.forward.forwarder import read_status
 from netlog.forward.positions import unshipped
 from netlog.metrics import Metrics
@@ -225,7 +225,7 @@ class Runner:
         listening = ", ".join(f"{name} {port}" for name, port in ports.items())
         self.report.write(f"netlog: serving on {s.host}: {listening or 'no listeners'}")
         if self.files is not None and destination_names(s):
-            self.forward = ForwardChild(child_args(s), self.report)
+            self.forward = ForwardChild(child_env(s), self.report)
             self.forward.start()
             if self.metrics is not None:
                 self.metrics.forward = self._forward_status

@@ -4,7 +4,8 @@
 with SIGTERM after its own final fsync.  It holds ``<log-dir>/.forward.lock``
 (waiting for it, so a forwarder left from a killed server finishes first),
 asks the kernel for SIGTERM when its parent dies (``--parent``), and exits
-0 after saving its cursors.
+0 after saving its cursors.  It runs at nice +10: on a busy machine the
+sink's ingest wins the CPU and the forwarder falls behind, then catches up.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from netlog.settings import OPTIONS, OptionError, Settings
 
 LOCK_NAME: Final = ".forward.lock"
 _PR_SET_PDEATHSIG: Final = 1
+#: Added to the forwarder's nice value: below the sink when the CPU is short.
+NICENESS: Final = 10
 
 
 def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -107,6 +110,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = _parser(os.environ if environ is None else environ).parse_args(argv)
     if not _die_with_parent(args.parent):
         return 0
+    # The sink's ingest comes first when the CPU is short: shipping only
+    # falls behind (and catches up), it never slows what is being received.
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS}
     settings = Settings(**values)
     report = Reporter(sys.stderr)

@@ -2,7 +2,7 @@
 
 The one place that knows the forwarding options: ``netlog serve`` (the
 runner) asks :func:`destination_names` whether to start the forwarder and
-passes :func:`child_args`; ``python -m netlog.forward`` parses the same
+passes :func:`child_env`; ``python -m netlog.forward`` parses the same
 options (:data:`FORWARD_FIELDS`) and builds the destinations with
 :func:`destinations`.  A new destination is one field list entry and one
 branch in each function here.  Imports no client library until a
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from netlog.forward.destination import Destination
     from netlog.settings import Settings
 
-__all__ = ["FORWARD_FIELDS", "child_args", "destination_names", "destinations"]
+__all__ = ["FORWARD_FIELDS", "child_env", "destination_names", "destinations"]
 
 #: The Settings fields the forwarder process takes.
 FORWARD_FIELDS: Final = (
@@ -60,13 +60,16 @@ def destinations(settings: Settings) -> list[Destination]:
     return found
 
 
-def child_args(settings: Settings) -> list[str]:
-    """The forwarder's options for ``settings`` (those not at their default)."""
-    args: list[str] = []
+def child_env(settings: Settings) -> dict[str, str]:
+    """The forwarder's options as ``NETLOG_*`` variables (never its command line).
+
+    The environment, not argv: a password in a ``--nats`` URL would show in
+    ``ps`` for every user of the machine.
+    """
+    env: dict[str, str] = {}
     for option in OPTIONS:
         if option.name not in FORWARD_FIELDS:
             continue
         value = getattr(settings, option.name)
-        if value != option.default or option.name == "log_dir":
-            args += [option.flag, str(value)]
-    return args
+        env[option.env] = "" if value is None else str(value)
+    return env
