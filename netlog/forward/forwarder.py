@@ -25,6 +25,7 @@ import os
 import random
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -39,7 +40,7 @@ from netlog.report import describe_exception
 if TYPE_CHECKING:
     from netlog.forward.destination import Destination
     from netlog.forward.positions import Position
-    from netlog.forward.reader import Line
+    from netlog.forward.reader import Batch, Line
 
 __all__ = ["STATUS_NAME", "Backoff", "Forwarder", "Shipper", "read_status"]
 
@@ -100,7 +101,16 @@ class Shipper:
         self.shipped = 0
         """Records the destination took."""
         self.batches = 0
+        self.corrupt = 0
+        """Stored lines skipped as not records."""
+        self.depth = max(1, int(getattr(destination, "pipeline", 1)))
+        """Batches in flight at once: the destination's ``pipeline`` (1 unless it says more)."""
+        self.log_dir = log_dir
+        self.batch_count = batch_count
+        self.batch_bytes = batch_bytes
         self._connected = False
+        self._connect_lock = asyncio.Lock()
+        self._stop_deadline: float | None = None
         self._final: dict[str, Any] | None = None
 
     def status(self) -> dict[str, Any]:
@@ -115,7 +125,7 @@ class Shipper:
             "shipped": self.shipped,
             "batches": self.batches,
             "behind_bytes": behind,
-            "corrupt": self.reader.corrupt,
+            "corrupt": self.corrupt,
             "lost_files": self.reader.lost_files,
             "failures": dict(self.failures.counts),
         }
@@ -131,73 +141,107 @@ class Shipper:
             await self.destination.close()
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        stop_deadline: float | None = None
-        while not stop.is_set():
+        """Up to ``depth`` batches in flight; the cursor moves past each, in order, once taken."""
+        pending: deque[tuple[asyncio.Task[None] | None, Batch]] = deque()
+        try:
+            while True:
+                if not stop.is_set():
+                    self._fill(pending)
+                if not pending:
+                    if stop.is_set():
+                        return
+                    self._save()
+                    await _wait(stop, self.poll)
+                    continue
+                task, batch = pending[0]
+                if task is not None:
+                    if not await self._settle(task, stop):
+                        return  # stopped with the batch not taken: the cursor stays before it
+                    refusal = _refusal(task)
+                    if refusal is not None:
+                        self._rewind(pending)
+                        delay = self.backoff.delay()
+                        self.failures.failed(*refusal, delay)
+                        if stop.is_set():
+                            return
+                        await _wait(stop, delay)
+                        continue
+                    self.backoff.reset()
+                    self.failures.succeeded()
+                pending.popleft()
+                self._commit(batch)
+        finally:
+            for task, _ in pending:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    def _fill(self, pending: deque[tuple[asyncio.Task[None] | None, Batch]]) -> None:
+        """Read batches and start sending them until ``depth`` are in flight or none is left."""
+        while len(pending) < self.depth:
             try:
                 batch = self.reader.read()
             except OSError as exc:
                 self._say(f"forward to {self.destination.name}: cannot read the store: {exc}")
-                await _wait(stop, self.backoff.delay())
-                continue
+                return
             if batch is None:
-                self._save()
-                await _wait(stop, self.poll)
-                continue
-            if batch.corrupt:
-                self._say(
-                    f"forward to {self.destination.name}: skipped {batch.corrupt} corrupt "
-                    f"stored lines in {batch.position.name} ({self.reader.corrupt} in total)"
-                )
-            while batch.lines:
-                try:
-                    taken = await self._deliver(batch.lines, stop)
-                except DestinationError as exc:
-                    kind, text = exc.kind, exc.text
-                except Exception as exc:  # noqa: BLE001 - a destination's bug must not end shipping
-                    kind, text = "error", describe_exception(exc)
-                else:
-                    if taken:
-                        break
-                    return  # stopped with the batch not taken: the cursor stays before it
-                delay = self.backoff.delay()
-                self.failures.failed(kind, text, delay)
-                if stop.is_set():
-                    now = time.monotonic()
-                    stop_deadline = stop_deadline or now + self.grace
-                    if now >= stop_deadline:
-                        return  # the batch stays unshipped: the cursor stays before it
-                    await asyncio.sleep(min(delay, stop_deadline - now))
-                else:
-                    await _wait(stop, delay)
-            self.backoff.reset()
-            self.failures.succeeded()
-            self.shipped += len(batch.lines)
-            self.batches += 1
-            self.committed = batch.position
-            self._save()
+                return
+            task = asyncio.create_task(self._connect_and_send(batch.lines)) if batch.lines else None
+            pending.append((task, batch))
 
-    async def _deliver(self, lines: Sequence[Line], stop: asyncio.Event) -> bool:
-        """Connect if need be and send; False when stopped ``grace`` seconds into it."""
-        task = asyncio.create_task(self._connect_and_send(lines))
-        stopped = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                await asyncio.wait({task}, timeout=self.grace)
-            if not task.done():
+    def _commit(self, batch: Batch) -> None:
+        if batch.corrupt:
+            self.corrupt += batch.corrupt
+            self._say(
+                f"forward to {self.destination.name}: skipped {batch.corrupt} corrupt "
+                f"stored lines in {batch.position.name} ({self.corrupt} in total)"
+            )
+        self.shipped += len(batch.lines)
+        self.batches += 1
+        self.committed = batch.position
+        self._save()
+
+    def _rewind(self, pending: deque[tuple[asyncio.Task[None] | None, Batch]]) -> None:
+        """A batch was refused: drop the ones after it and read again from the cursor."""
+        for task, _ in pending:
+            if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                return False
-            task.result()  # raises the destination's refusal
-            return True
-        finally:
-            stopped.cancel()
+        pending.clear()
+        lost = self.reader.lost_files
+        self.reader.close()
+        self.reader = StoreReader(
+            self.log_dir,
+            self.committed,
+            max_count=self.batch_count,
+            max_bytes=self.batch_bytes,
+            report=self._say,
+        )
+        self.reader.lost_files = lost
+
+    async def _settle(self, task: asyncio.Task[None], stop: asyncio.Event) -> bool:
+        """Wait for ``task``; once stopped, for ``grace`` more at most. Whether it is done."""
+        if not stop.is_set():
+            stopped = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+            if task.done():
+                return True
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.grace
+        remaining = self._stop_deadline - time.monotonic()
+        if remaining > 0 and not task.done():
+            await asyncio.wait({task}, timeout=remaining)
+        return task.done()
 
     async def _connect_and_send(self, lines: Sequence[Line]) -> None:
         if not self._connected:
-            await self.destination.connect()
-            self._connected = True
+            async with self._connect_lock:
+                if not self._connected:
+                    await self.destination.connect()
+                    self._connected = True
         await self.destination.send(lines)
 
     def _save(self, *, force: bool = False) -> None:
@@ -207,6 +251,18 @@ class Shipper:
             self.positions.save(self.committed, force=force)
         except OSError as exc:
             self._say(f"forward to {self.destination.name}: cannot save the position: {exc}")
+
+
+def _refusal(task: asyncio.Task[None]) -> tuple[str, str] | None:
+    """A finished send's failure as (kind, text); ``None`` when it was taken."""
+    if task.cancelled():
+        return ("error", "cancelled")
+    exc = task.exception()
+    if exc is None:
+        return None
+    if isinstance(exc, DestinationError):
+        return (exc.kind, exc.text)
+    return ("error", describe_exception(exc))
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

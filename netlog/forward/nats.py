@@ -8,7 +8,8 @@ ack do not double a record.  The stream is created when missing, covering
 ``<prefix>.>`` with ``--nats-replicas`` replicas.
 
 A batch is published asynchronously (nats-py's ``publish_async``, at most
-``max_in_flight`` unacknowledged) and :meth:`NatsDestination.send` returns
+``max_in_flight`` unacknowledged; up to :attr:`NatsDestination.pipeline`
+batches in flight, published in order) and :meth:`NatsDestination.send` returns
 when every message of it is acknowledged, raising otherwise (a timeout, an
 API error, a closed connection); the forwarder then resends the batch.
 nats-py reconnects by itself; its error callback is kept to name the
@@ -82,6 +83,8 @@ class NatsDestination:
     """Ships batches to a JetStream stream; see the module docstring."""
 
     name = "nats"
+    pipeline = 4
+    """Batches the forwarder may have in flight at once (their messages go out in order)."""
 
     def __init__(
         self,
@@ -107,6 +110,9 @@ class NatsDestination:
         self._js: JetStreamContext | None = None
         self._said = ""  # the last error the server sent (error callback)
         self._stream_ready = False
+        # Batches in flight publish one after the other (their acks overlap),
+        # so the stream holds the records in stored order.
+        self._publishing = asyncio.Lock()
 
     async def _on_error(self, exc: Exception) -> None:
         self._said = str(exc)
@@ -160,11 +166,12 @@ class NatsDestination:
         futures: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(self.ack_timeout):
-                for item in batch:
-                    future = await js.publish_async(
-                        self.subject, item.line, headers={"Nats-Msg-Id": item.id}
-                    )
-                    futures.append(future)
+                async with self._publishing:
+                    for item in batch:
+                        future = await js.publish_async(
+                            self.subject, item.line, headers={"Nats-Msg-Id": item.id}
+                        )
+                        futures.append(future)
                 await asyncio.gather(*futures)
         except Exception as exc:
             for future in futures:
