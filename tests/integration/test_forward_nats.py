@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import nats
@@ -154,8 +155,18 @@ class TestForwardNats:
         wait_stored(netlog.log_dir, 2000)
         wait_count(single.urls, 2000)
         assert_exactly_once(single.urls, netlog.log_dir, "web1_example")
-        status = json.loads((netlog.log_dir / ".forward-status.json").read_text())
-        assert "nats" in status["destinations"]
+
+        def metrics():
+            url = "http://127.0.0.1:{}/metrics".format(netlog.ports["http"])
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                text = answer.read().decode()
+            return (
+                text if 'netlog_forward_shipped_total{destination="nats"} 2000.0' in text else None
+            )
+
+        text = wait_for(metrics, 15, 0.2, "/metrics to show the records shipped")
+        assert 'netlog_forward_behind_bytes{destination="nats"} 0.0' in text
+        assert "netlog_forward_restarts_total 0.0" in text
         assert netlog.stop() == 0
         assert "forward to nats" not in netlog.stderr()
 
