@@ -83,11 +83,16 @@ def _lock(log_dir: Path, stop: asyncio.Event) -> int | None:
     return None
 
 
-async def _main(settings: Settings, poll: float, report: Reporter) -> int:
+async def _main(settings: Settings, poll: float, report: Reporter, *, child: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if child:
+        # Ctrl-C reaches the whole process group: the sink decides when the
+        # forwarder stops (after its final fsync), with SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
     found = destinations(settings)
     if not found:
         report.write("netlog forward: no destination configured")
@@ -117,7 +122,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     values = {name: getattr(args, name) for name in FORWARD_FIELDS}
     settings = Settings(**values)
     report = Reporter(sys.stderr)
-    return asyncio.run(_main(settings, args.poll, report))
+    return asyncio.run(_main(settings, args.poll, report, child=bool(args.parent)))
 
 
 if __name__ == "__main__":

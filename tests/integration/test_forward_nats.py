@@ -169,6 +169,7 @@ class TestForwardNats:
         assert "netlog_forward_restarts_total 0.0" in text
         assert netlog.stop() == 0
         assert "forward to nats" not in netlog.stderr()
+        assert "netlog forward: stopped: records shipped: nats 2000" in netlog.stderr()
 
     def test_three_node_r3_survives_a_node(self, netlog_factory, trio):
         """R3 on 3 nodes: a node killed and restarted mid-stream, nothing lost or doubled."""
@@ -265,6 +266,19 @@ class TestRefusals:
             proc.terminate()
             proc.wait(timeout=10)
             log.close()
+
+    def test_ctrl_c_to_the_group_leaves_the_forwarder_to_the_sink(self, netlog_factory, single):
+        """SIGINT to sink and forwarder alike: the forwarder waits for the sink's SIGTERM."""
+        netlog = netlog_factory("--nats", single.urls)
+        child = forwarder_pid(netlog)
+        send_lines(netlog, 0, 100)
+        wait_count(single.urls, 100)
+        os.kill(child, signal.SIGINT)
+        netlog.send_signal(signal.SIGINT)
+        assert netlog.proc.wait(timeout=30) == 0
+        err = netlog.stderr()
+        assert "restarts so far" not in err, err
+        assert "records shipped: nats 100" in err
 
     def test_wrong_credentials_reported_once_no_busy_loop(self, netlog_factory, auth_server):
         """Wrong password: one stderr line, retried with backoff, little CPU; sink unaffected."""
