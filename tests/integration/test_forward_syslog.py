@@ -7,11 +7,19 @@ is exactly what the forwarder reads from ``records.jsonl``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ipaddress
+import ssl
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import orjson
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from rsyslogd import Rsyslogd, rsyslogd_available
 
 from netlog.forward.rfc5424 import SD_ID
@@ -222,3 +230,82 @@ class TestCollectorRestart:
         # handful of attempts in 1.5 s, where a busy loop would make thousands.
         assert 2 <= attempts <= 12
         assert destination.connects == 0
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key) PEM files."""
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject: str, issuer: str, public_key, signer, *, ca: bool, san=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build("netlog test CA", "netlog test CA", ca_key.public_key(), ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build(
+        "127.0.0.1",
+        "netlog test CA",
+        key.public_key(),
+        ca_key,
+        ca=False,
+        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+class TestTls:
+    """tls:// (RFC 5425) to rsyslog's gtls input: verified by --syslog-ca, refused otherwise."""
+
+    @pytest.fixture
+    def tls_rsyslog(self, tmp_path):
+        ca, cert, key = make_certificates(tmp_path / "pki")
+        server = Rsyslogd(tmp_path / "rsyslog-tls", tls=(cert, key)).start()
+        yield server, ca
+        server.stop()
+        server.kill()
+
+    def test_records_arrive_over_verified_tls(self, tls_rsyslog):
+        server, ca = tls_rsyslog
+        lines = [stored_line(i) for i in range(30)]
+        destination = SyslogDestination(f"tls://127.0.0.1:{server.tls_port}", ca_file=ca)
+        run(send_all(destination, [lines[:10], lines[10:]]))
+        messages = server.wait_messages(len(lines))
+        assert [m["input"] for m in messages] == ["tls"] * len(lines)
+        assert sorted(sd_id_of(m) for m in messages) == sorted(line.id for line in lines)
+        assert all(
+            m["msg"] == BOM + f"record {sd} café ✓"
+            for m, sd in zip(
+                messages, [orjson.loads(line.line)["fields"]["n"] for line in lines], strict=True
+            )
+        )
+
+    def test_an_unknown_certificate_is_refused(self, tls_rsyslog):
+        server, _ = tls_rsyslog
+        destination = SyslogDestination(f"tls://127.0.0.1:{server.tls_port}")  # system CAs only
+        with pytest.raises(ssl.SSLCertVerificationError):
+            run(send_all(destination, [[stored_line(0)]]))
+        time.sleep(0.5)
+        assert server.messages() == []
