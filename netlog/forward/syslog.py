@@ -25,17 +25,18 @@ structured data, so a collector can drop the doubles.  UDP promises nothing:
 a datagram may be lost without anyone knowing; a refused one (ICMP port
 unreachable) fails the batch, which is then sent again.
 
-After a failure the connection is dropped; the next :meth:`send` waits
-with exponential backoff (0.2 s doubling to 10 s, with jitter) before it
-connects again, so a collector that is down costs a connection attempt
-every 10 s, never a busy loop.
+After a failure the connection is dropped and :meth:`send` raises
+:class:`~netlog.forward.failures.DestinationError` (``unreachable``,
+``closed``, ``tls``, ``timeout``, ``refused``); the forwarder retries the
+batch with its backoff (0.5 s doubling to 30 s, with jitter) and the next
+:meth:`send` connects again, so a collector that is down costs one
+connection attempt per retry, never a busy loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 import ssl
 from collections.abc import Sequence
@@ -45,40 +46,17 @@ from typing import Final
 import orjson
 
 from netlog.forward.destination import StoredLine
+from netlog.forward.failures import DestinationError
 from netlog.forward.rfc5424 import DEFAULT_DATAGRAM_LIMIT, Rfc5424, octet_counted
 from netlog.settings import SyslogTarget, syslog_target
 
-__all__ = ["Backoff", "SyslogDestination"]
+__all__ = ["SyslogDestination"]
 
 #: Connecting (and the TLS handshake) gives up after this long.
 CONNECT_TIMEOUT: Final = 10.0
 #: A collector that takes nothing for this long is treated as gone: the
 #: connection is dropped and the batch is sent again on a new one.
 SEND_TIMEOUT: Final = 60.0
-
-
-class Backoff:
-    """Exponential delays between reconnects: ``first``, doubling to ``cap``, with jitter.
-
-    ``delay()`` is 0 until the first :meth:`failed`; :meth:`succeeded` starts over.
-    """
-
-    def __init__(self, first: float = 0.2, cap: float = 10.0) -> None:
-        self.first = first
-        self.cap = cap
-        self._next = 0.0
-
-    def delay(self) -> float:
-        """How long to wait before the next attempt (between 50% and 100% of the step)."""
-        return self._next * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrecy
-
-    def failed(self) -> None:
-        """One more failure: the next step doubles."""
-        self._next = min(self.cap, self._next * 2 if self._next else self.first)
-
-    def succeeded(self) -> None:
-        """A working connection: the next failure starts from ``first`` again."""
-        self._next = 0.0
 
 
 class _DatagramProtocol(asyncio.DatagramProtocol):
@@ -103,14 +81,12 @@ class SyslogDestination:
         ca_file: Path | None = None,
         hostname: str | None = None,
         datagram_limit: int = DEFAULT_DATAGRAM_LIMIT,
-        backoff: Backoff | None = None,
     ) -> None:
         """``hostname``: HOSTNAME of records without a ``host`` key (default: this machine's)."""
         self.target = syslog_target(target) if isinstance(target, str) else target
         self._ca_file = ca_file
         self._format = Rfc5424(hostname or socket.gethostname())
         self._datagram_limit = datagram_limit
-        self._backoff = backoff or Backoff()
         self._writer: asyncio.StreamWriter | None = None
         self._peer_gone: asyncio.Event | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -131,7 +107,7 @@ class SyslogDestination:
         return self._writer is not None or self._udp is not None
 
     async def connect(self) -> None:
-        """Open the connection; raise ``OSError``, ``TimeoutError`` or ``ssl.SSLError`` if not."""
+        """Open the connection; raise :class:`DestinationError` when it cannot be opened."""
         await self.close()
         host, port = self.target.host, self.target.port
         try:
@@ -150,9 +126,9 @@ class SyslogDestination:
                     self._writer = writer
                     self._peer_gone = asyncio.Event()
                     self._watcher = asyncio.create_task(self._watch(reader, self._peer_gone))
-        except BaseException:
-            self._backoff.failed()
-            raise
+        except (OSError, TimeoutError) as exc:
+            await self.close()
+            raise _failure(exc, f"cannot connect to {self._where()}") from exc
         self.connects += 1
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -170,10 +146,11 @@ class SyslogDestination:
     async def send(self, batch: Sequence[StoredLine]) -> None:
         """Write every record of ``batch`` in order; return once drained, raise when not.
 
-        Connects first when there is no connection, after the backoff delay.
+        Connects first when there is no connection (the forwarder's backoff
+        paces the attempts); any failure drops the connection and raises
+        :class:`DestinationError`.
         """
         if not self.connected:
-            await asyncio.sleep(self._backoff.delay())
             await self.connect()
         try:
             async with asyncio.timeout(SEND_TIMEOUT):
@@ -181,18 +158,19 @@ class SyslogDestination:
                     await self._send_datagrams(batch)
                 else:
                     await self._send_stream(batch)
+        except (OSError, TimeoutError) as exc:
+            await self.close()
+            raise _failure(exc, f"sending to {self._where()}") from exc
         except BaseException:
-            self._backoff.failed()
             await self.close()
             raise
-        self._backoff.succeeded()
 
     async def _send_stream(self, batch: Sequence[StoredLine]) -> None:
         writer, gone = self._writer, self._peer_gone
         assert writer is not None
         assert gone is not None
         if gone.is_set():
-            raise ConnectionResetError(f"syslog collector {self._where()} closed the connection")
+            raise ConnectionResetError("the collector closed the connection")
         frames = [octet_counted(self._format.message(r)) for r in self._records(batch)]
         writer.write(b"".join(frames))
         await writer.drain()
@@ -216,7 +194,7 @@ class SyslogDestination:
     def _raise_udp_error(self, protocol: _DatagramProtocol) -> None:
         error, protocol.error = protocol.error, None
         if error is not None:
-            raise ConnectionRefusedError(f"syslog collector {self._where()}: {error}")
+            raise ConnectionRefusedError(f"the collector refused a datagram: {error}")
 
     def _records(self, batch: Sequence[StoredLine]) -> list[dict[str, object]]:
         """The batch's stored lines as records; one that is not a JSON object is skipped."""
@@ -251,3 +229,18 @@ class SyslogDestination:
             watcher.cancel()
             with contextlib.suppress(BaseException):
                 await watcher
+
+
+def _failure(exc: BaseException, doing: str) -> DestinationError:
+    """``exc`` as the forwarder's error, with the kind its once-per-kind report names."""
+    if isinstance(exc, ssl.SSLError):
+        kind = "tls"
+    elif isinstance(exc, TimeoutError):
+        kind = "timeout"
+    elif isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        kind = "closed"
+    elif isinstance(exc, ConnectionRefusedError) and doing.startswith("sending"):
+        kind = "refused"
+    else:
+        kind = "unreachable"
+    return DestinationError(kind, f"{doing}: {exc}")

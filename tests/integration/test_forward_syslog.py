@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from rsyslogd import Rsyslogd, rsyslogd_available
 
+from netlog.forward.failures import DestinationError
+from netlog.forward.forwarder import Backoff
 from netlog.forward.rfc5424 import SD_ID
-from netlog.forward.syslog import Backoff, SyslogDestination
+from netlog.forward.syslog import SyslogDestination
 from netlog.record import Record, new_id
 from netlog.sinks.encode import encode_line
 
@@ -159,9 +161,8 @@ class TestCollectorRestart:
         batches = [[stored_line(b * 20 + i) for i in range(20)] for b in range(20)]
         stop_after = 8  # batches sent before rsyslog is stopped
         restart_after_failures = 3
-        destination = SyslogDestination(
-            f"tcp://127.0.0.1:{rsyslog.port}", backoff=Backoff(first=0.05, cap=0.4)
-        )
+        destination = SyslogDestination(f"tcp://127.0.0.1:{rsyslog.port}")
+        backoff = Backoff(first=0.05, limit=0.4)
         failures: list[str] = []
         attempts_per_batch: dict[int, int] = {}
 
@@ -177,8 +178,9 @@ class TestCollectorRestart:
                         try:
                             await destination.send(batch)
                             break
-                        except (OSError, TimeoutError) as error:
-                            failures.append(type(error).__name__)
+                        except DestinationError as error:
+                            failures.append(error.kind)
+                            await asyncio.sleep(backoff.delay())
                             assert time.monotonic() < deadline, "no reconnect in time"
                             if len(failures) == restart_after_failures:
                                 await asyncio.to_thread(rsyslog.start)
@@ -194,6 +196,9 @@ class TestCollectorRestart:
         doubled = {i for i in received if received.count(i) > 1}
         # The stop was noticed: sending failed, then worked again after the restart.
         assert len(failures) >= restart_after_failures
+        # The closed connection was seen before a batch was written into it.
+        assert failures[0] == "closed"
+        assert set(failures[1:]) <= {"unreachable"}
         assert destination.connects >= 2
         # Only the batch written just before the stop, or the first one after it,
         # may be lost; only a batch whose write failed half-way may arrive twice.
@@ -210,26 +215,14 @@ class TestCollectorRestart:
         assert set(received) == set(sent_ids) - missing
         print(f"rsyslog restart: {len(missing)} lost, {len(doubled)} doubled of {total}")
 
-    def test_collector_down_is_retried_with_backoff_not_a_busy_loop(self, tmp_path):
+    def test_collector_down_is_an_unreachable_error(self, tmp_path):
         server = Rsyslogd(tmp_path / "down")  # its port is reserved, nothing listens
-        destination = SyslogDestination(
-            f"tcp://127.0.0.1:{server.port}", backoff=Backoff(first=0.1, cap=0.4)
-        )
-        attempts = 0
-
-        async def try_for(seconds: float) -> None:
-            nonlocal attempts
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                attempts += 1
-                with pytest.raises(OSError, match=r"Connect call failed|refused"):
-                    await destination.send([stored_line(0)])
-
-        run(try_for(1.5))
-        # Delays 0.1, 0.2, 0.4, 0.4 ... (at least half each, with jitter): a
-        # handful of attempts in 1.5 s, where a busy loop would make thousands.
-        assert 2 <= attempts <= 12
+        destination = SyslogDestination(f"tcp://127.0.0.1:{server.port}")
+        with pytest.raises(DestinationError) as caught:
+            run(send_all(destination, [[stored_line(0)]]))
+        assert caught.value.kind == "unreachable"
         assert destination.connects == 0
+        assert not destination.connected
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -305,7 +298,9 @@ class TestTls:
     def test_an_unknown_certificate_is_refused(self, tls_rsyslog):
         server, _ = tls_rsyslog
         destination = SyslogDestination(f"tls://127.0.0.1:{server.tls_port}")  # system CAs only
-        with pytest.raises(ssl.SSLCertVerificationError):
+        with pytest.raises(DestinationError) as caught:
             run(send_all(destination, [[stored_line(0)]]))
+        assert caught.value.kind == "tls"
+        assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
         time.sleep(0.5)
         assert server.messages() == []

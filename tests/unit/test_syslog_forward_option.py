@@ -1,8 +1,7 @@
-"""``--syslog-forward`` URLs and the reconnect backoff."""
+"""``--syslog-forward`` URLs and options."""
 
 import pytest
 
-from netlog.forward.syslog import Backoff
 from netlog.settings import OPTIONS, OptionError, SyslogTarget, syslog_target
 
 
@@ -48,30 +47,3 @@ class TestSyslogTarget:
         assert options["--syslog-ca"].env == "NETLOG_SYSLOG_CA"
         with pytest.raises(OptionError):
             options["--syslog-forward"].convert("h:1")
-
-
-class TestBackoff:
-    """No wait before the first attempt, then doubling delays up to the cap, with jitter."""
-
-    def test_doubles_to_the_cap_and_starts_over(self):
-        backoff = Backoff(first=0.2, cap=1.0)
-        assert backoff.delay() == 0.0
-        steps = []
-        for _ in range(5):
-            backoff.failed()
-            delays = [backoff.delay() for _ in range(50)]
-            steps.append(max(delays))
-            assert all(d > 0 for d in delays)
-        assert steps[0] <= 0.2
-        assert steps[1] <= 0.4
-        assert steps[2] <= 0.8
-        assert all(0.5 <= s <= 1.0 for s in steps[3:])
-        backoff.succeeded()
-        assert backoff.delay() == 0.0
-
-    def test_jitter_is_between_half_and_whole_step(self):
-        backoff = Backoff(first=1.0, cap=1.0)
-        backoff.failed()
-        delays = [backoff.delay() for _ in range(200)]
-        assert all(0.5 <= d <= 1.0 for d in delays)
-        assert max(delays) - min(delays) > 0.1
