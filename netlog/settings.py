@@ -457,7 +457,7 @@ class Settings:
     forward_host: str = field(
         default="",
         metadata=_option(
-            _host,
+            str.strip,
             "the name this machine's records are forwarded under (default: short hostname)",
             shown="short hostname",
         ),

@@ -9,8 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import logging
+import logging.handlers
+import os
+import re
 import ssl
 import time
+import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +33,7 @@ from netlog.forward.rfc5424 import SD_ID
 from netlog.forward.syslog import SyslogDestination
 from netlog.record import Record, new_id
 from netlog.sinks.encode import encode_line
+from netlogproc import wait_for
 
 pytestmark = pytest.mark.skipif(not rsyslogd_available(), reason="rsyslogd is not installed")
 
@@ -304,3 +310,85 @@ class TestTls:
         assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
         time.sleep(0.5)
         assert server.messages() == []
+
+
+def log_through_socket_handler(address: tuple[str, int], first: int, count: int) -> None:
+    """``count`` records from the stdlib's own SocketHandler, as an application sends them."""
+    handler = logging.handlers.SocketHandler(*address)
+    logger = logging.getLogger("shop.orders")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        for n in range(first, first + count):
+            level = (logging.INFO, logging.WARNING, logging.ERROR)[n % 3]
+            logger.log(level, "order %d paid", n, extra={"order": n, "tags": ["a", "b"]})
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def forward_metric(netlog, kind: str) -> int:
+    """A ``netlog_forward_failures_total`` value for the syslog destination from ``/metrics``."""
+    host, port = netlog.address("http")
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    pattern = rf'netlog_forward_failures_total\{{destination="syslog",kind="{kind}"\}} (\S+)'
+    match = re.search(pattern, text)
+    return int(float(match.group(1))) if match else 0
+
+
+class TestThroughNetlog:
+    """``netlog serve --syslog-forward``: records sent to netlog reach rsyslog from the store."""
+
+    def test_every_record_arrives_in_rsyslog(self, rsyslog, netlog_factory):
+        netlog = netlog_factory(
+            "--syslog-forward", f"tcp://127.0.0.1:{rsyslog.port}", "--forward-host", "host-a"
+        )
+        log_through_socket_handler(netlog.address("log_tcp"), 0, 300)
+        stored = netlog.wait_records(300)
+        messages = rsyslog.wait_messages(300)
+        assert len(messages) == 300
+        by_id = {sd_id_of(m): m for m in messages}
+        assert set(by_id) == {r["id"] for r in stored}
+        for record in stored:
+            got = by_id[record["id"]]
+            assert got["app"] == "shop.orders"
+            assert got["hostname"] == "host-a"
+            assert got["msgid"] == "pickle"
+            assert got["procid"] == str(os.getpid())
+            assert (
+                got["severity"]
+                == {"info": "info", "warning": "warning", "error": "err"}[record["level"]]
+            )
+            assert got["ts"] == record["ts"]
+            assert got["msg"] == BOM + record["message"]
+            assert f'order="{record["fields"]["order"]}" tags="[\\"a\\",\\"b\\"\\]"' in got["sd"]
+
+    def test_rsyslog_restart_loses_and_doubles_nothing(self, rsyslog, netlog_factory):
+        netlog = netlog_factory("--syslog-forward", f"tcp://127.0.0.1:{rsyslog.port}")
+        log_through_socket_handler(netlog.address("log_tcp"), 0, 200)
+        assert len(rsyslog.wait_messages(200)) == 200
+        rsyslog.stop()
+        log_through_socket_handler(netlog.address("log_tcp"), 200, 200)
+        stored = netlog.wait_records(400)
+        # The forwarder finds the connection closed, then the collector gone.
+        wait_for(lambda: forward_metric(netlog, "unreachable") >= 1, 20, what="a retry")
+        rsyslog.start()
+        messages = rsyslog.wait_messages(400, timeout=60)
+        received = [sd_id_of(m) for m in messages]
+        assert sorted(received) == sorted(r["id"] for r in stored)
+        assert forward_metric(netlog, "closed") >= 1
+
+    def test_collector_down_is_retried_with_backoff(self, tmp_path, netlog_factory):
+        down = Rsyslogd(tmp_path / "down")  # its port is reserved, nothing listens
+        netlog = netlog_factory("--syslog-forward", f"tcp://127.0.0.1:{down.port}")
+        log_through_socket_handler(netlog.address("log_tcp"), 0, 10)
+        netlog.wait_records(10)
+        wait_for(lambda: forward_metric(netlog, "unreachable") >= 1, 20, what="a first failure")
+        first = forward_metric(netlog, "unreachable")
+        time.sleep(4.0)
+        later = forward_metric(netlog, "unreachable")
+        # Delays of 0.5 s doubling (jittered to 50-100%): a few attempts in 4 s,
+        # where a busy loop would make thousands.
+        assert 1 <= later - first <= 8
+        assert "unreachable" in netlog.stderr()
