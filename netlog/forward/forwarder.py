@@ -39,6 +39,7 @@ from netlog.report import describe_exception
 if TYPE_CHECKING:
     from netlog.forward.destination import Destination
     from netlog.forward.positions import Position
+    from netlog.forward.reader import Line
 
 __all__ = ["STATUS_NAME", "Backoff", "Forwarder", "Shipper", "read_status"]
 
@@ -149,15 +150,15 @@ class Shipper:
                 )
             while batch.lines:
                 try:
-                    if not self._connected:
-                        await self.destination.connect()
-                        self._connected = True
-                    await self.destination.send(batch.lines)
-                    break
+                    taken = await self._deliver(batch.lines, stop)
                 except DestinationError as exc:
                     kind, text = exc.kind, exc.text
                 except Exception as exc:  # noqa: BLE001 - a destination's bug must not end shipping
                     kind, text = "error", describe_exception(exc)
+                else:
+                    if taken:
+                        break
+                    return  # stopped with the batch not taken: the cursor stays before it
                 delay = self.backoff.delay()
                 self.failures.failed(kind, text, delay)
                 if stop.is_set():
@@ -174,6 +175,30 @@ class Shipper:
             self.batches += 1
             self.committed = batch.position
             self._save()
+
+    async def _deliver(self, lines: Sequence[Line], stop: asyncio.Event) -> bool:
+        """Connect if need be and send; False when stopped ``grace`` seconds into it."""
+        task = asyncio.create_task(self._connect_and_send(lines))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await asyncio.wait({task}, timeout=self.grace)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                return False
+            task.result()  # raises the destination's refusal
+            return True
+        finally:
+            stopped.cancel()
+
+    async def _connect_and_send(self, lines: Sequence[Line]) -> None:
+        if not self._connected:
+            await self.destination.connect()
+            self._connected = True
+        await self.destination.send(lines)
 
     def _save(self, *, force: bool = False) -> None:
         if self.committed is None:
