@@ -239,6 +239,39 @@ def _replicas(text: str) -> int:
     return value
 
 
+#: The transports of ``--syslog-forward`` and the port each takes when the URL has none
+#: (514 is syslog's, RFC 5426 for UDP and customary for TCP; 6514 is RFC 5425's).
+SYSLOG_PORTS: Final = {"tcp": 514, "udp": 514, "tls": 6514}
+
+
+class SyslogTarget(NamedTuple):
+    """Where ``--syslog-forward`` sends: ``tcp``/``udp``/``tls``, a host and a port."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def syslog_target(text: str) -> SyslogTarget:
+    """``tcp://HOST:PORT``, ``udp://…``, ``tls://…`` (``[::1]`` for IPv6) -> its parts."""
+    scheme, sep, rest = text.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in SYSLOG_PORTS:
+        raise OptionError(f"{text!r} is not tcp://, udp:// or tls://HOST:PORT")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not colon or "]" in port:
+        host, port = rest.rstrip("/"), str(SYSLOG_PORTS[scheme])
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise OptionError(f"{text!r} has no host or no port 1-65535")
+    return SyslogTarget(scheme, host, int(port))
+
+
+def _syslog_forward(text: str) -> str:
+    syslog_target(text)
+    return text.strip()
+
+
 def _mib(size: int) -> str:
     return f"{size >> 20} MiB"
 
@@ -479,6 +512,26 @@ class Settings:
             " until the store's files total this much; then the oldest goes anyway,"
             " reported and counted (`netlog_forward_unshipped_deleted_total`)",
             shown="1 GiB",
+        ),
+    )
+
+    syslog_forward: str | None = field(
+        default=None,
+        metadata=_option(
+            _syslog_forward,
+            "forward every stored record to a syslog collector: tcp://, udp:// or tls://HOST:PORT",
+            readme="forward every stored record to a syslog collector as RFC 5424:"
+            " `tcp://HOST:PORT` (octet counting, RFC 6587), `udp://HOST:PORT` (one datagram"
+            " each, cut at 2048 bytes) or `tls://HOST:PORT` (RFC 5425)",
+        ),
+    )
+    syslog_ca: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "CA file that verifies a tls:// syslog collector (default: the system's CAs)",
+            readme="CA certificates (PEM) that verify a `tls://` syslog collector; without it,"
+            " the system's CAs",
         ),
     )
 

@@ -30,6 +30,8 @@ FORWARD_FIELDS: Final = (
     "nats_replicas",
     "nats_subject",
     "nats_creds",
+    "syslog_forward",
+    "syslog_ca",
 )
 
 
@@ -38,6 +40,8 @@ def destination_names(settings: Settings) -> list[str]:
     names = []
     if settings.nats:
         names.append("nats")
+    if settings.syslog_forward:
+        names.append("syslog")
     return names
 
 
@@ -55,6 +59,16 @@ def destinations(settings: Settings) -> list[Destination]:
                 subject=settings.nats_subject,
                 host=settings.forward_host,
                 creds=str(settings.nats_creds) if settings.nats_creds else None,
+            )
+        )
+    if settings.syslog_forward:
+        from netlog.forward.syslog import SyslogDestination  # noqa: PLC0415 - only when asked for
+
+        found.append(
+            SyslogDestination(
+                settings.syslog_forward,
+                ca_file=settings.syslog_ca,
+                hostname=settings.forward_host or None,
             )
         )
     return found
