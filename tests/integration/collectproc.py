@@ -1,0 +1,134 @@
+"""A real ``netlog collect`` process and a JetStream publisher that publishes as a forwarder does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+from nats.js.api import StreamConfig
+
+from netlog.record import new_id
+from netlog.sinks.encode import format_time
+from netlogproc import ROOT, NetlogProcess, server_environment, wait_for
+
+HOST = "127.0.0.1"
+SUBJECT_PREFIX = "netlog.records"
+
+
+def start_collect(
+    workdir: Path, urls: str, *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
+) -> NetlogProcess:
+    """``python -m netlog.cli collect`` on an ephemeral HTTP port, reading its ready file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_dir = workdir / "data"
+    ready = workdir / "ready.json"
+    ready.unlink(missing_ok=True)
+    argv = [
+        sys.executable, "-m", "netlog.cli", "collect",
+        "--nats", urls,
+        "--host", HOST,
+        "--http-port", "0",
+        "--log-dir", str(log_dir),
+        "--console", "off",
+        "--flush-interval", "0.05",
+        "--ready-file", str(ready),
+        *args,
+    ]  # fmt: skip
+    stdout_path = workdir / "stdout.txt"
+    stderr_path = workdir / "stderr.txt"
+    with stdout_path.open("ab") as out, stderr_path.open("ab") as err:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            env=server_environment(env),
+        )  # fmt: skip
+
+    def ready_ports():
+        if proc.poll() is not None:
+            raise AssertionError(f"collect exited {proc.returncode}: {stderr_path.read_text()}")
+        try:
+            return json.loads(ready.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    try:
+        ports = wait_for(ready_ports, timeout, what="collect's ready file")
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        raise
+    return NetlogProcess(proc, workdir, log_dir, ports, stdout_path, stderr_path, list(args))
+
+
+def stored_line(record_id: str, message: str, *, host_peer: str = "10.0.0.7:5140") -> bytes:
+    """A line as a host's store holds it (``encode_line``'s shape), for publishing."""
+    now = time.time()
+    return json.dumps(
+        {
+            "ts": format_time(now - 0.25),
+            "received": format_time(now),
+            "level": "info",
+            "logger": "app",
+            "message": message,
+            "fields": {"n": message},
+            "peer": host_peer,
+            "format": "json",
+            "id": record_id,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+async def _publish(
+    urls: str, stream: str, items: list[tuple[str, bytes, str | None]], replicas: int
+) -> None:
+    client = await nats.connect(servers=urls.split(","), connect_timeout=5)
+    try:
+        js = client.jetstream(timeout=10)
+        try:
+            await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(
+                StreamConfig(name=stream, subjects=[f"{SUBJECT_PREFIX}.>"], num_replicas=replicas)
+            )
+        for subject, data, msg_id in items:
+            headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+            await js.publish(subject, data, headers=headers, timeout=10)
+    finally:
+        await client.close()
+
+
+def publish(
+    urls: str, items: list[tuple[str, bytes, str | None]], stream: str = "NETLOG", replicas: int = 1
+) -> None:
+    """Publish ``(subject, data, Nats-Msg-Id)`` with acks, creating the stream when missing."""
+    asyncio.run(_publish(urls, stream, items, replicas))
+
+
+async def _consumer_info(urls: str, stream: str, consumer: str):
+    client = await nats.connect(servers=urls.split(","), connect_timeout=5)
+    try:
+        return await client.jetstream(timeout=10).consumer_info(stream, consumer)
+    finally:
+        await client.close()
+
+
+def consumer_info(urls: str, stream: str = "NETLOG", consumer: str = "netlog-collect"):
+    """The durable consumer's state as JetStream reports it (acked floor, pending)."""
+    return asyncio.run(_consumer_info(urls, stream, consumer))
+
+
+def make_records(host: str, count: int, tag: str = "") -> list[tuple[str, bytes, str]]:
+    """``count`` records of ``host`` as its forwarder publishes them: (subject, line, id)."""
+    items = []
+    for i in range(count):
+        record_id = new_id(time.time())
+        items.append(
+            (f"{SUBJECT_PREFIX}.{host}", stored_line(record_id, f"{host} {tag}{i}"), record_id)
+        )
+    return items
