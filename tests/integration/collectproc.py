@@ -1,8 +1,9 @@
-"""A real ``netlog collect`` process and a JetStream publisher that publishes as a forwarder does."""
+"""A real ``netlog collect`` process, and a publisher that publishes as a forwarder does."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import nats
+import nats.errors
+import nats.js.errors
 from nats.js.api import StreamConfig
 
 from netlog.record import new_id
@@ -18,6 +21,8 @@ from netlogproc import ROOT, NetlogProcess, server_environment, wait_for
 
 HOST = "127.0.0.1"
 SUBJECT_PREFIX = "netlog.records"
+#: How long one publish is retried (a cluster electing a leader) before the test fails.
+PUBLISH_LIMIT = 60.0
 
 
 def start_collect(
@@ -87,20 +92,37 @@ def stored_line(record_id: str, message: str, *, host_peer: str = "10.0.0.7:5140
 async def _publish(
     urls: str, stream: str, items: list[tuple[str, bytes, str | None]], replicas: int
 ) -> None:
-    client = await nats.connect(servers=urls.split(","), connect_timeout=5)
-    try:
-        js = client.jetstream(timeout=10)
+    """Publish every item, each retried (on a fresh connection) until acked, as the forwarder does.
+
+    A leader election after a node loss times publishes out or breaks the
+    connection; the ``Nats-Msg-Id`` makes a retry safe.
+    """
+    deadline = time.monotonic() + PUBLISH_LIMIT
+    done = 0
+    while done < len(items):
+        client = None
         try:
-            await js.stream_info(stream)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(
-                StreamConfig(name=stream, subjects=[f"{SUBJECT_PREFIX}.>"], num_replicas=replicas)
-            )
-        for subject, data, msg_id in items:
-            headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-            await js.publish(subject, data, headers=headers, timeout=10)
-    finally:
-        await client.close()
+            client = await nats.connect(servers=urls.split(","), connect_timeout=5)
+            js = client.jetstream(timeout=10)
+            try:
+                await js.stream_info(stream)
+            except nats.js.errors.NotFoundError:
+                config = StreamConfig(
+                    name=stream, subjects=[f"{SUBJECT_PREFIX}.>"], num_replicas=replicas
+                )
+                await js.add_stream(config)
+            for subject, data, msg_id in items[done:]:
+                headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+                await js.publish(subject, data, headers=headers, timeout=5)
+                done += 1
+        except (asyncio.CancelledError, TimeoutError, nats.errors.Error):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await client.close()
 
 
 def publish(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections import Counter
 
 import pytest
-
 from collectproc import (
     consumer_info,
     make_records,
@@ -23,7 +24,7 @@ from collectproc import (
     stored_line,
 )
 from natscluster import NatsCluster, nats_server_binary
-from netlog.record import new_id
+
 from netlogproc import HOST, wait_for
 
 pytestmark = pytest.mark.skipif(nats_server_binary() is None, reason="nats-server not installed")
@@ -149,7 +150,7 @@ class TestOneNode:
         assert "4 bad frames" in collector.stderr()
 
     def test_killed_between_write_and_ack_then_restarted(self, nats1, collectors):
-        """kill -9 after the fsync, before the ack: redelivered, found in the store, not rewritten."""
+        """kill -9 after the fsync, before the ack: delivered again, found in the store, skipped."""
         first = make_records("web1", 100)
         publish(nats1.urls, first)
         collector = collectors(
@@ -197,9 +198,6 @@ class TestOneNode:
         assert set(ids_once(records).values()) == {1}
 
     def test_collect_without_nats_is_one_line_and_exit_2(self, tmp_path):
-        import subprocess
-        import sys
-
         done = subprocess.run(
             [sys.executable, "-m", "netlog.cli", "collect", "--log-dir", str(tmp_path)],
             capture_output=True,
