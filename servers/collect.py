@@ -207,7 +207,7 @@ class CollectRunner(Runner):
             if thread.is_alive():
                 # Written and fsynced but maybe not acked: delivered again to the
                 # next run, which finds the ids in the store and skips them.
-                self.report.write("netlog collect: the consumer did not stop in time")
+                self.report("collect: the consumer did not stop in time")
         super()._shutdown()
 
 

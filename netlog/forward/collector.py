@@ -265,7 +265,7 @@ class Collector:
                 delay = BACKOFF_FIRST
                 continue
             self.counts.engine_errors += 1
-            self.report(f"netlog collect: NATS: {_describe(error)}; retrying", "collect:engine")
+            self.report(f"collect: NATS: {_describe(error)}; retrying", "collect:engine")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
             delay = min(delay * 2, BACKOFF_MAX)
@@ -352,7 +352,7 @@ class Collector:
         self.counts.batches += 1
         if outcome is Outcome.LOST:
             self.report(
-                "netlog collect: the store dropped queued records; not acknowledging "
+                "collect: the store dropped queued records; not acknowledging "
                 f"{len(keep)} messages, JetStream will deliver them again",
                 "collect:lost",
             )
@@ -378,4 +378,6 @@ def _describe(error: BaseException) -> str:
         return f"stream not found (is any forwarder running?): {text}"
     if isinstance(error, nats.errors.NoServersError):
         return "no server reachable"
+    if isinstance(error, nats.js.errors.ServiceUnavailableError):
+        return "JetStream unavailable (no leader yet?)"
     return text
