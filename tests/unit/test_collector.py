@@ -1,4 +1,4 @@
-"""The collector's pure parts: a stream message back into a record, the id memory, a batch's acks."""
+"""The collector's pure parts: a message back into a record, the id memory, a batch's acks."""
 
 import asyncio
 import json
