@@ -198,6 +198,39 @@ def _host(text: str) -> str:
     return text.strip()
 
 
+def _nats_urls(text: str) -> str:
+    """``nats://a:4222,tls://b:4222`` (or bare ``host:port``): the servers, checked."""
+    urls = [part.strip() for part in text.split(",") if part.strip()]
+    for url in urls:
+        scheme, sep, rest = url.partition("://")
+        if (sep and scheme not in ("nats", "tls", "ws", "wss")) or not (rest if sep else url):
+            raise OptionError(f"{url!r} is not a NATS server URL (nats://HOST:PORT, tls://...)")
+    return ",".join(urls)
+
+
+def _nats_name(text: str) -> str:
+    """A stream name: no spaces, dots, wildcards or path separators (JetStream's rule)."""
+    value = text.strip()
+    if not value or re.search(r"[\s.*>/\\]", value):
+        raise OptionError(f"{text!r} is not a stream name (no spaces, dots, *, >, / or \\)")
+    return value
+
+
+def _nats_subject(text: str) -> str:
+    """A subject prefix of plain tokens: ``netlog.records``."""
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", value):
+        raise OptionError(f"{text!r} is not a subject prefix (tokens of A-Z a-z 0-9 _ - and dots)")
+    return value
+
+
+def _replicas(text: str) -> int:
+    value = _integer(text)
+    if not 1 <= value <= 5:
+        raise OptionError(f"{text!r} is not a replica count (1-5)")
+    return value
+
+
 def _mib(size: int) -> str:
     return f"{size >> 20} MiB"
 
@@ -355,6 +388,56 @@ class Settings:
             " never `records.jsonl`; counted in `/metrics`; `0` keeps them (then `--backups`"
             " alone decides)",
             shown="0 (off)",
+        ),
+    )
+    nats: str = field(
+        default="",
+        metadata=_option(
+            _nats_urls,
+            "forward every stored record to these NATS JetStream servers (comma-separated URLs)",
+            readme="forward every stored record to NATS JetStream at these servers"
+            " (`nats://HOST:4222,...`; `tls://` for TLS); empty: no NATS forwarding",
+            shown="— (off)",
+        ),
+    )
+    nats_stream: str = field(
+        default="NETLOG",
+        metadata=_option(_nats_name, "JetStream stream, created when missing"),
+    )
+    nats_replicas: int = field(
+        default=1,
+        metadata=_option(_replicas, "replicas of the stream when netlog creates it (1-5)"),
+    )
+    nats_subject: str = field(
+        default="netlog.records",
+        metadata=_option(
+            _nats_subject,
+            "subject prefix: records go to <prefix>.<host>",
+            readme="subject prefix: records go to `<prefix>.<host>`;"
+            " a stream netlog creates covers `<prefix>.>`",
+        ),
+    )
+    nats_creds: Path | None = field(
+        default=None,
+        metadata=_option(_path, "NATS credentials file (.creds: JWT and NKey seed)"),
+    )
+    forward_host: str = field(
+        default="",
+        metadata=_option(
+            str.strip,
+            "the name this machine's records are forwarded under (default: short hostname)",
+            shown="short hostname",
+        ),
+    )
+    forward_backlog: int = field(
+        default=1 << 30,
+        metadata=_option(
+            _positive_size,
+            "keep rotated files not yet forwarded past --backups up to this store size",
+            readme="while forwarding, rotated files not yet shipped are kept past `--backups`"
+            " until the store's files total this much; then the oldest goes anyway,"
+            " reported and counted (`netlog_forward_unshipped_deleted_total`)",
+            shown="1 GiB",
         ),
     )
 

@@ -28,6 +28,9 @@ import gevent
 import gevent.event
 import orjson
 
+from netlog.forward.config import child_args, destination_names
+from netlog.forward.forwarder import read_status
+from netlog.forward.positions import unshipped
 from netlog.metrics import Metrics
 from netlog.report import Reporter
 from netlog.settings import DISABLED, Settings
@@ -38,6 +41,7 @@ from netlog.store.writer import FILE_NAME, JsonlFileSink, LogDirInUse
 from netlog.viewer import RecordFeed
 from servers.api import QueryApi, open_engine
 from servers.echo import EchoServer
+from servers.forward_child import ForwardChild
 from servers.http import HttpServer
 from servers.logsink import (
     DatagramDecode,
@@ -111,6 +115,8 @@ class Runner:
         self.http: HttpServer | None = None
         self.feed: RecordFeed | None = None
         self.metrics: Metrics | None = None
+        self.forward: ForwardChild | None = None
+        """The forwarder process, when a destination is configured (``--nats``...)."""
         self._listeners: list[tuple[str, Any]] = []
 
     # -- start-up -----------------------------------------------------------
@@ -218,9 +224,23 @@ class Runner:
                 raise StartupError(f"cannot write ready file {s.ready_file}: {exc}") from exc
         listening = ", ".join(f"{name} {port}" for name, port in ports.items())
         self.report.write(f"netlog: serving on {s.host}: {listening or 'no listeners'}")
+        if self.files is not None and destination_names(s):
+            self.forward = ForwardChild(child_args(s), self.report)
+            self.forward.start()
+            if self.metrics is not None:
+                self.metrics.forward = self._forward_status
         if self.pipeline is not None:
             observe = self.metrics.flush_seconds.observe if self.metrics is not None else None
             gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval, observe)
+
+    def _forward_status(self) -> dict[str, Any]:
+        """The forwarder's status file plus what this process counts (for ``/metrics``)."""
+        status = read_status(self.settings.log_dir)
+        status["restarts"] = self.forward.restarts if self.forward is not None else 0
+        status["unshipped_deleted"] = (
+            self.files.forward_unshipped_deleted if self.files is not None else 0
+        )
+        return status
 
     def _record_ports(self) -> list[int]:
         """The ports of every listener that takes records: any enabled needs the store."""
@@ -282,6 +302,10 @@ class Runner:
             max_age=s.max_age,
             report=self.report,
         )
+        names = destination_names(s)
+        if names:
+            files.retain = unshipped(s.log_dir, names)
+            files.retain_limit = s.forward_backlog
         try:
             files.open()
         except LogDirInUse as exc:
@@ -367,6 +391,9 @@ class Runner:
             written = self.files.written
             if self.files.dropped:
                 self.stats.dropped["disk_overflow"] += self.files.dropped
+        # 3b. Stop the forwarder after the final fsync: it saves its cursor.
+        if self.forward is not None:
+            self.forward.stop()
         # 4. One summary line.
         self._summary(time.monotonic() - started, written)
 
