@@ -28,7 +28,7 @@ from netlog.settings import DISABLED, OPTIONS, Option, Settings, env_name
 __all__ = ["add_collect_parser", "collect_options", "collect_problem", "collect_settings"]
 
 #: serve options that make no sense for a collector besides the listener ports.
-_LEFT_OUT: Final = ("responder_rate", "workers", "nats", "syslog_forward")
+_LEFT_OUT: Final = ("responder_rate", "workers", "nats", "syslog_forward", "forward")
 
 
 def _taken(option: Option) -> bool:

@@ -48,11 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import nats
-import nats.errors
-import nats.js.errors
 import orjson
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from netlog.decode.normalize import parse_timestamp
 from netlog.record import ID_LENGTH, Record
@@ -272,6 +268,12 @@ class Collector:
 
     async def _session(self) -> None:
         """One connection: bind the durable consumer, then fetch, write, ack until stopped."""
+        # nats-py is imported here, not with the module: every ``netlog`` command
+        # imports the CLI, and only ``collect`` talks to NATS.
+        import nats  # noqa: PLC0415
+        import nats.errors  # noqa: PLC0415
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
+
         assert self._stop is not None
         options = self.options
         client = await nats.connect(
@@ -373,6 +375,9 @@ class Collector:
 
 
 def _describe(error: BaseException) -> str:
+    import nats.errors  # noqa: PLC0415 - see Collector._session
+    import nats.js.errors  # noqa: PLC0415
+
     text = str(error) or type(error).__name__
     if isinstance(error, nats.js.errors.NotFoundError):
         return f"stream not found (is any forwarder running?): {text}"
