@@ -253,7 +253,7 @@ class Collector:
             stopped = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({session, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if not session.done() and not self._busy:
-                session.cancel()  # waiting for the engine or a fetch: nothing in hand
+                session.cancel()  # connecting or binding: nothing in hand
             await asyncio.wait({session})  # a batch in hand is finished first
             stopped.cancel()
             error = None if session.cancelled() else session.exception()
@@ -302,12 +302,15 @@ class Collector:
                 durable=options.consumer, stream=options.stream
             )
             while not self._stop.is_set():
+                # Busy from the fetch on: a fetch cancelled after the server sent
+                # its messages would leave them un-acked until ack_wait, so a stop
+                # lets it end (FETCH_WAIT at most) and finishes what it brought.
+                self._busy = True
                 try:
                     messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT)
                 except nats.errors.TimeoutError:
                     continue
-                self._busy = True
-                try:
+                else:
                     await self._take(messages)
                     await client.flush(timeout=5)
                 finally:

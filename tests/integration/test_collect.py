@@ -164,7 +164,9 @@ class TestOneNode:
         collector.kill()
         assert collector.proc.returncode == -signal.SIGKILL
         again = collectors(nats1.urls, "--nats-ack-wait", "2", name="collect")
-        assert "100 ids remembered" in again.stderr()
+        # The ids come from the store's tail (the line follows the ready file).
+        wait_for(lambda: "ids remembered" in again.stderr(), what="the consumer's start line")
+        assert "(100 ids remembered from the store)" in again.stderr()
         wait_for(
             lambda: metric(again, "netlog_collect_duplicates_total") >= 100,
             timeout=30,
