@@ -18,11 +18,13 @@ batch slower than ``ack_wait``).  While it waits, at most
 :data:`MAX_ACK_PENDING` messages are un-acked, and every record written
 meanwhile was fetched and written by this one consumer, one batch at a
 time; so a redelivered id was written at most ``MAX_ACK_PENDING + rate x
-ack_wait`` records ago.  :data:`MEMORY` ids (about 10 MB) covers that with
-the default 30 s ``ack_wait`` up to 3,000 records/s, above what one
-collector writes on the machines it was measured on (BENCHMARKS.md), and
-it also catches a forwarder's resend that JetStream's own duplicate window
-(2 minutes) let through, as long as it is that recent.
+ack_wait`` records ago.  :data:`MEMORY` ids (262,144, about 30 MB) covers
+that with the default 30 s ``ack_wait`` up to 8,700 records/s, above the
+rate at which one collector drains a backlog on the machine it was measured
+on (about 8,000/s, ``bench/collect.py``); a shorter ``--nats-ack-wait``
+widens the margin.  The same memory also catches a forwarder's resend that
+JetStream's own duplicate window (2 minutes) let through, while it is that
+recent.
 
 A message that is not a netlog record (not a JSON object with an id and
 times) is counted and terminated with ``AckTerm``: JetStream never
@@ -78,7 +80,7 @@ BATCH: Final = 256
 #: The consumer's ``max_ack_pending``: un-acked messages JetStream lets out at once.
 MAX_ACK_PENDING: Final = 1024
 #: Ids remembered (and loaded from the store's tail at start); see the module docstring.
-MEMORY: Final = 100_000
+MEMORY: Final = 262_144
 #: How long one fetch waits for messages before the loop looks at ``stop`` again.
 FETCH_WAIT: Final = 1.0
 #: Backoff between attempts after an engine error, seconds.
