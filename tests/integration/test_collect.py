@@ -205,6 +205,14 @@ class TestOneNode:
         assert len(records) == 400
         assert set(ids_once(records).values()) == {1}
 
+    def test_started_before_the_stream_exists_it_waits_then_collects(self, nats1, collectors):
+        collector = collectors(nats1.urls)
+        wait_for(lambda: "stream not found" in collector.stderr(), what="the wait reported")
+        publish(nats1.urls, make_records("late", 25))
+        assert len(collector.wait_records(25, timeout=30)) == 25
+        assert collector.stderr().count("stream not found") <= 2  # rate limited, not a loop
+        assert collector.stop() == 0
+
     def test_collect_without_nats_is_one_line_and_exit_2(self, tmp_path):
         done = subprocess.run(
             [sys.executable, "-m", "netlog.cli", "collect", "--log-dir", str(tmp_path)],
