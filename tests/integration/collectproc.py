@@ -8,7 +8,10 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -21,6 +24,7 @@ from netlogproc import ROOT, NetlogProcess, server_environment, wait_for
 
 HOST = "127.0.0.1"
 SUBJECT_PREFIX = "netlog.records"
+T = TypeVar("T")
 #: How long one publish is retried (a cluster electing a leader) before the test fails.
 PUBLISH_LIMIT = 60.0
 
@@ -89,6 +93,12 @@ def stored_line(record_id: str, message: str, *, host_peer: str = "10.0.0.7:5140
     ).encode()
 
 
+def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: Playwright's sync API keeps a loop in ours."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 async def _publish(
     urls: str, stream: str, items: list[tuple[str, bytes, str | None]], replicas: int
 ) -> None:
@@ -129,7 +139,7 @@ def publish(
     urls: str, items: list[tuple[str, bytes, str | None]], stream: str = "NETLOG", replicas: int = 1
 ) -> None:
     """Publish ``(subject, data, Nats-Msg-Id)`` with acks, creating the stream when missing."""
-    asyncio.run(_publish(urls, stream, items, replicas))
+    in_thread(_publish(urls, stream, items, replicas))
 
 
 async def _consumer_info(urls: str, stream: str, consumer: str):
@@ -142,7 +152,7 @@ async def _consumer_info(urls: str, stream: str, consumer: str):
 
 def consumer_info(urls: str, stream: str = "NETLOG", consumer: str = "netlog-collect"):
     """The durable consumer's state as JetStream reports it (acked floor, pending)."""
-    return asyncio.run(_consumer_info(urls, stream, consumer))
+    return in_thread(_consumer_info(urls, stream, consumer))
 
 
 def make_records(host: str, count: int, tag: str = "") -> list[tuple[str, bytes, str]]:
