@@ -213,6 +213,15 @@ class TestOneNode:
         assert collector.stderr().count("stream not found") <= 2  # rate limited, not a loop
         assert collector.stop() == 0
 
+    def test_sigterm_while_nats_is_down_exits_0(self, nats1, collectors):
+        publish(nats1.urls, make_records("web1", 20))
+        collector = collectors(nats1.urls)
+        collector.wait_records(20)
+        nats1.nodes[0].kill()
+        time.sleep(1.5)  # the consumer is now reconnecting
+        assert collector.stop(timeout=20) == 0
+        assert "20 records written" in collector.stderr()
+
     def test_collect_without_nats_is_one_line_and_exit_2(self, tmp_path):
         done = subprocess.run(
             [sys.executable, "-m", "netlog.cli", "collect", "--log-dir", str(tmp_path)],
