@@ -46,6 +46,11 @@ class Record(NamedTuple):
     A record that already has one (forwarded from another netlog) keeps it.
     Last and defaulted, so decoders build records without naming it.
     """
+    host: str = ""
+    """The machine that received the record first, for records ``netlog collect``
+    gathered from many (the NATS subject's last token); empty, and absent from
+    the line, for a record this process received itself.
+    """
 
 
 def rfc3339(ts: float) -> str:
