@@ -405,7 +405,9 @@ def from_logrecord(
 # * ``event`` present: structlog (Python).  Its keys are popped directly,
 #   the other Python spellings tried only when one is missing, a bare
 #   number ``level`` is a stdlib level number.  This is the common line,
-#   so nothing else is looked at.
+#   so nothing else is looked at, except that ``event`` beside ``msg`` and
+#   ``time`` or ``ts`` is a Node or Go line's own field (those loggers
+#   always write both keys, structlog never).
 # * ``@t`` present: Serilog's CLEF (.NET), whose user properties sit beside
 #   its ``@`` keys, so a property called ``message`` or ``name`` is the
 #   user's, never the record's.
@@ -415,6 +417,7 @@ def from_logrecord(
 #   python-json-logger), first key present wins, the rest stay in fields.
 
 _MESSAGE_KEY: Final = "event"
+_GO_OR_NODE_MESSAGE: Final = "msg"
 _TS_KEYS: Final = ("timestamp", "ts", "time", "@timestamp", "asctime")
 _LEVEL_KEY: Final = "level"
 _LEVEL_OTHERS: Final = ("levelname", "severity")
@@ -577,10 +580,10 @@ def from_json(
         fields = json_safe(obj, Budget(1 << 62))
 
     value = fields.pop(_MESSAGE_KEY, _MISSING)
-    if value is _MISSING:
-        if _CLEF_TIME in fields:
-            return _from_clef(fields, peer, received, fmt)
-        return _from_other_json(fields, peer, received, fmt)
+    if value is _MISSING or (
+        _GO_OR_NODE_MESSAGE in fields and ("time" in fields or "ts" in fields)
+    ):
+        return _not_structlog(fields, value, peer, received, fmt)
     message = value if type(value) is str else _json_text(value)
 
     ts = received
@@ -617,6 +620,22 @@ def from_json(
             exc = value
             break
     return Record(ts, received, level, logger, message, fields, exc, peer, fmt)
+
+
+def _not_structlog(
+    fields: dict[str, Any], event: Any, peer: str, received: float, fmt: str
+) -> Record:
+    """A line without structlog's ``event``, or whose ``event`` is a Node or Go user's key.
+
+    pino, bunyan, zap, logrus and slog always write ``msg`` and a ``time``
+    or ``ts``, structlog neither, so an ``event`` beside them goes back
+    into fields as the user's own.
+    """
+    if event is not _MISSING:
+        fields[_MESSAGE_KEY] = event
+    if _CLEF_TIME in fields:
+        return _from_clef(fields, peer, received, fmt)
+    return _from_other_json(fields, peer, received, fmt)
 
 
 def _from_other_json(fields: dict[str, Any], peer: str, received: float, fmt: str) -> Record:
