@@ -27,7 +27,7 @@ import orjson
 
 from netlog.decode.unpickle import short_repr
 
-__all__ = ["error_stack", "loose_time", "render_template", "stack_text"]
+__all__ = ["MAX_RENDERED", "error_stack", "loose_time", "render_template", "stack_text"]
 
 #: A CLEF template's holes: ``{Name}``, ``{@Name}``, ``{$Name}``,
 #: ``{Name,10}``, ``{Name:x8}``; ``{{`` and ``}}`` are literal braces.
@@ -40,27 +40,41 @@ def render_template(template: str, properties: dict[str, Any]) -> str:
     A hole with a format (``{N:x8}``) takes the next of CLEF's ``@r``
     renderings when the line has them, since only .NET can apply its
     format strings; strings go in as they are (as Seq shows them), other
-    values as compact JSON; a hole with no property stays as written.
+    values as compact JSON; a hole with no property stays as written, and
+    so do the holes after the first :data:`MAX_RENDERED` characters added.
     """
     renderings = properties.get("@r")
     rendered = iter(renderings) if type(renderings) is list else iter(())
+    produced = 0
 
     def fill(match: re.Match[str]) -> str:
+        nonlocal produced
         text = match.group(0)
         if text == "{{":
             return "{"
         if text == "}}":
             return "}"
+        if produced > MAX_RENDERED:
+            return text
         if match.group(3) is not None:
             done = next(rendered, None)
             if type(done) is str:
+                produced += len(done)
                 return done
         value = properties.get(match.group(1).strip(), _ABSENT)
         if value is _ABSENT:
             return text
-        return value if type(value) is str else json_text(value)
+        filled = value if type(value) is str else json_text(value)
+        produced += len(filled)
+        return filled
 
     return _HOLE.sub(fill, template)
+
+
+#: Characters the holes of one template may add: past it the remaining
+#: holes stay as written.  One big property named by thousands of holes
+#: (``{X}{X}{X}...``) would otherwise make a 1 MB line a gigabyte message.
+MAX_RENDERED: Final = 1 << 20
 
 
 _ABSENT: Final = object()

@@ -12,6 +12,7 @@ import datetime as dt
 
 import pytest
 
+from netlog.decode.conventions import MAX_RENDERED
 from netlog.decode.formats import json_or_text
 from netlog.levels import level_rank
 
@@ -442,6 +443,21 @@ class TestDotNet:
         )
         assert (with_logger.level, with_logger.logger) == ("warn", "App.Db")
         assert with_logger.exc == "System.TimeoutException: late"
+
+
+class TestHostileTemplates:
+    """A CLEF template cannot turn one line into a huge message."""
+
+    def test_repeated_holes_stop_past_the_cap(self):
+        big = "x" * 100_000
+        line = '{"@t":"2016-06-07T03:44:57Z","@mt":"' + "{X}" * 1000 + '","X":"' + big + '"}'
+        result = record(line)
+        assert MAX_RENDERED < len(result.message) <= MAX_RENDERED + len(big) + 3 * 1000
+        assert result.message.endswith("{X}")
+
+    def test_braces_and_missing_properties(self):
+        result = record('{"@t":"2016-06-07T03:44:57Z","@mt":"{{literal}} {Missing} {N,5}","N":7}')
+        assert result.message == "{literal} {Missing} 7"
 
 
 class TestRust:
