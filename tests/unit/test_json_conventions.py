@@ -9,8 +9,12 @@ message and exc, and that everything else stayed in fields.
 
 import collections
 import datetime as dt
+import math
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netlog.decode.conventions import MAX_RENDERED
 from netlog.decode.formats import json_or_text
@@ -582,3 +586,43 @@ class TestTimes:
         result = record(f'{{"msg":"m","time":{value}}}')
         assert result.ts == pytest.approx(1.7e9)
         assert "time" not in result.fields
+
+
+#: Every key some convention reads, plus a few of nobody's.
+CONVENTION_KEYS = [
+    "event", "message", "msg", "@m", "Message", "@mt", "@t", "@l", "@x", "@r", "level",
+    "levelname", "levelno", "severity", "LogLevel", "log.level", "log", "logger", "name",
+    "logger_name", "log.logger", "Category", "SourceContext", "target", "fields", "time",
+    "ts", "timestamp", "@timestamp", "Timestamp", "asctime", "exception", "exc_info",
+    "exc_text", "stack", "stack_trace", "stacktrace", "error.stack_trace", "Exception",
+    "err", "error", "funcName", "User", "N", "x",
+]  # fmt: skip
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["INFO+2", "Information", "{User} {N:x8} {{", "2014-03-10 19:57:38 EDT"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(CONVENTION_KEYS) | st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+class TestAnyMixOfConventions:
+    """Whatever keys of whichever loggers a line mixes, it becomes a well-formed record."""
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.dictionaries(st.sampled_from(CONVENTION_KEYS), JSON_VALUES, max_size=10))
+    def test_a_record_with_the_schema(self, obj):
+        line = orjson.dumps(obj)
+        result = json_or_text(line, "p", RECEIVED, collections.Counter())
+        assert type(result.ts) is float
+        assert math.isfinite(result.ts)
+        assert all(type(v) is str for v in (result.level, result.logger, result.message))
+        assert result.exc is None or type(result.exc) is str
+        assert result.level == result.level.lower()
+        orjson.dumps(result.fields)  # writable as it is
