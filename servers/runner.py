@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +31,14 @@ import orjson
 
 from netlog.metrics import Metrics
 from netlog.report import Reporter
+from netlog.security import (
+    HttpGuard,
+    TokenError,
+    allowed_hosts,
+    exposure_warning,
+    load_token,
+    session_cookie_name,
+)
 from netlog.settings import DISABLED, Settings
 from netlog.sinks.console import ConsoleSink
 from netlog.sinks.pipeline import Pipeline, Sink
@@ -174,6 +183,10 @@ class Runner:
 
     def _start(self) -> None:
         s = self.settings
+        try:
+            token = load_token(s.auth_token, s.auth_token_file)
+        except TokenError as exc:
+            raise StartupError(str(exc)) from None
         if any(port != DISABLED for port in self._record_ports()):
             self._open_sinks()
         if s.echo_port != DISABLED:
@@ -208,8 +221,16 @@ class Runner:
                 max_frame=s.max_frame,
                 max_line=s.max_line,
                 api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
+                guard=HttpGuard(
+                    allowed_hosts(s.allowed_hosts, bound=s.host, hostname=socket.gethostname()),
+                    token,
+                    cookie_name=session_cookie_name(s.http_port),
+                ),
             )
             self._bind("http", "HTTP", self.http, s.http_port)
+            # Cookies ignore ports, so the name carries the one bound.
+            self.http.guard.cookie_name = session_cookie_name(int(self.http.address[1]))
+            self.metrics.guard = self.http.guard
         ports = {name: int(server.address[1]) for name, server in self._listeners}
         if s.ready_file is not None:
             try:
@@ -218,6 +239,9 @@ class Runner:
                 raise StartupError(f"cannot write ready file {s.ready_file}: {exc}") from exc
         listening = ", ".join(f"{name} {port}" for name, port in ports.items())
         self.report.write(f"netlog: serving on {s.host}: {listening or 'no listeners'}")
+        warning = exposure_warning(s.host, ports, token_set=token is not None)
+        if warning is not None:
+            self.report.write(warning)
         if self.pipeline is not None:
             observe = self.metrics.flush_seconds.observe if self.metrics is not None else None
             gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval, observe)
