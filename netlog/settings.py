@@ -373,15 +373,14 @@ class Settings:
             shown="0 (off)",
         ),
     )
-    allowed_hosts: tuple[str, ...] = field(
-        default=(),
+    allowed_hosts: tuple[str, ...] | None = field(
+        default=None,
         metadata=_option(
             _host_list,
             "more Host names the HTTP port answers, comma-separated; * allows any",
             readme="more `Host` names the HTTP port answers (comma-separated) besides"
             " `localhost`, IP addresses and the machine's name; `*` allows any (turns off"
             " the DNS-rebinding defence)",
-            shown="—",
         ),
     )
     auth_token: str | None = field(

@@ -222,7 +222,9 @@ class Runner:
                 max_line=s.max_line,
                 api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
                 guard=HttpGuard(
-                    allowed_hosts(s.allowed_hosts, bound=s.host, hostname=socket.gethostname()),
+                    allowed_hosts(
+                        s.allowed_hosts or (), bound=s.host, hostname=socket.gethostname()
+                    ),
                     token,
                     cookie_name=session_cookie_name(s.http_port),
                 ),
