@@ -252,3 +252,9 @@ class TestLogin:
         page.reload()
         expect(page.locator("#status")).to_have_text(re.compile("live|paused"))
         assert page.locator("#token").count() == 0
+
+        # The session gone, the next search brings the login form back.
+        page.context.clear_cookies()
+        page.fill("#q", "token")
+        page.press("#q", "Enter")
+        expect(page.locator("#token")).to_be_visible()
