@@ -22,8 +22,12 @@ One decision per request, from its WSGI environ alone, in this order:
    TOKEN``, ``Authorization: Basic`` with the token as the password (the
    only way ``logging.handlers.HTTPHandler`` can send it, through
    ``credentials=``), or the viewer's session cookie.  ``GET /`` without
-   them is the login page; anything else is 401 with no detail, counted,
-   and a failure for the throttle.  The login page's own files are open.
+   them is the login page; anything else is 401 with no detail, counted.
+   A wrong ``Authorization`` header or a wrong token given to ``/login``
+   is a failure for the throttle; a request with none (or with a stale
+   cookie: a viewer page whose session ended fires several at once) is
+   not, since it guesses nothing (a cookie is a 256-bit HMAC, not
+   guessable).  The login page's own files are open.
 
 The session cookie holds ``HMAC-SHA256(token, "netlog viewer session")``,
 not the token: cookies ignore ports, so every web server on the same host
@@ -159,9 +163,11 @@ class HttpGuard:
         """A route that needs the token, and no right ``Authorization``: the cookie, or not."""
         if self._cookie_ok(_header(environ, "HTTP_COOKIE")):
             return None
-        if path == "/" and method in _SAFE_METHODS and "HTTP_AUTHORIZATION" not in environ:
+        guessed = "HTTP_AUTHORIZATION" in environ
+        if path == "/" and method in _SAFE_METHODS and not guessed:
             return LOGIN
-        self.throttle.failed(source, now)
+        if guessed:
+            self.throttle.failed(source, now)
         return self._refuse(_UNAUTHORIZED)
 
     def login(self, token: str, source: str, now: float) -> str | None:

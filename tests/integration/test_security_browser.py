@@ -253,7 +253,10 @@ class TestLogin:
         expect(page.locator("#status")).to_have_text(re.compile("live|paused"))
         assert page.locator("#token").count() == 0
 
-        # The session gone, the next search brings the login form back.
+        # The session gone, the next search brings the login form back
+        # (paused first: while live the page refreshes by itself, which would too).
+        page.click("#live")
+        expect(page.locator("#live")).to_have_attribute("aria-pressed", "false")
         page.context.clear_cookies()
         page.fill("#q", "token")
         page.press("#q", "Enter")

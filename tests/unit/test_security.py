@@ -19,6 +19,7 @@ from netlog.security import (
     load_token,
 )
 from netlog.security.hosts import host_name
+from netlog.viewer import load_assets
 
 TOKEN = "s3cret-token"
 
@@ -211,7 +212,7 @@ class TestThrottle:
     def test_fifth_failure_blocks_the_source_only(self):
         gate = guard(TOKEN)
         for _ in range(5):
-            assert gate.check(environ("/metrics"), 10.0).status == 401
+            assert gate.check(environ("/metrics", authorization="Bearer guess"), 10.0).status == 401
         verdict = gate.check(environ("/metrics", authorization=f"Bearer {TOKEN}"), 20.0)
         assert verdict is not None
         assert (verdict.status, verdict.headers) == (429, (("Retry-After", "50"),))
@@ -221,6 +222,25 @@ class TestThrottle:
         assert gate.check(environ("/health"), 20.0) is None
         assert gate.check(environ("/metrics", authorization=f"Bearer {TOKEN}"), 70.0) is None
         assert gate.refused["throttled"] == 1
+
+    def test_requests_without_credentials_guess_nothing(self):
+        """A viewer page whose session ended fires several API calls: no lock-out."""
+        gate = guard(TOKEN)
+        stale = "netlog_session_9022=" + "0" * 64
+        for _ in range(20):
+            assert gate.check(environ("/api/records"), 0.0).status == 401
+            assert gate.check(environ("/api/facets", cookie=stale), 0.0).status == 401
+        assert gate.check(environ("/"), 0.0) is LOGIN
+        assert gate.auth_failures == 40
+        assert gate.login(TOKEN, "10.0.0.9", 0.0) is not None
+
+    def test_wrong_logins_block(self):
+        gate = guard(TOKEN)
+        for _ in range(5):
+            assert gate.login("guess", "10.0.0.9", 0.0) is None
+        verdict = gate.check(environ("/login", "POST"), 1.0)
+        assert verdict is not None
+        assert verdict.status == 429
 
     def test_failures_spread_out_never_block(self):
         throttle = FailureThrottle(limit=5, window=60.0)
@@ -234,6 +254,16 @@ class TestThrottle:
         for i in range(10_000):
             throttle.failed(f"10.0.{i // 256}.{i % 256}", 0.0)
         assert len(throttle) == 100
+
+
+class TestLoginPage:
+    """The login page's script writes text only, like the viewer's."""
+
+    def test_script_never_writes_html(self):
+        script = load_assets()["/login.js"][0].decode()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in script
+        assert b"<script>" not in load_assets()["/login.html"][0]  # no inline script
 
 
 class TestTokenFile:
