@@ -38,7 +38,7 @@ def fail(message: str) -> None:
 # ---------------------------------------------------------------- ports
 
 
-def free_ports(count: int = 4) -> list[int]:
+def free_ports(count: int = 6) -> list[int]:
     """Ports free on 127.0.0.1 for both TCP and UDP right now (held until all are chosen)."""
     held: list[socket.socket] = []
     ports: list[int] = []
@@ -250,10 +250,7 @@ def check_file(records_path: str, expected_path: str) -> None:
     if extra:
         problems.append(f"{len(extra)} unexpected records, e.g. {extra[:3]!r}")
     if problems:
-        fail(
-            f"{len(problems)} problems in {records_path}:\n  "
-            + "\n  ".join(problems[:30])
-        )
+        fail(f"{len(problems)} problems in {records_path}:\n  " + "\n  ".join(problems[:30]))
     print(len(records))
 
 
@@ -286,6 +283,42 @@ def check_demo(records_path: str) -> None:
     print(len(demo))
 
 
+def check_drivers(records_path: str, lines: int) -> None:
+    """Every line the stdout-only containers printed, through Docker's gelf and fluentd drivers.
+
+    Each printed ``lines`` lines on stdout and as many on stderr; all must
+    be on disk once, with the container's name as the logger, the stream's
+    level (stdout info, stderr error) and the driver's format.
+    """
+    problems = []
+    counts = {}
+    for driver, fmt in (("gelf", "gelf"), ("fluentd", "fluent")):
+        for stream, level in (("stdout", "info"), ("stderr", "error")):
+            want = {f"{driver} {stream} line {i}" for i in range(1, lines + 1)}
+            got = [r for r in _records(records_path) if r.get("message") in want]
+            seen = [r["message"] for r in got]
+            if sorted(seen) != sorted(want):
+                missing = len(want - set(seen))
+                problems.append(
+                    f"{driver} {stream}: {missing} missing, {len(seen) - len(set(seen))} doubled"
+                )
+            for record in got:
+                if record.get("format") != fmt or record.get("level") != level:
+                    problems.append(
+                        f"{record['message']}: format {record.get('format')}, level {record.get('level')}"
+                    )
+                    break
+                if f"stdout-{driver}" not in str(record.get("logger")):
+                    problems.append(
+                        f"{record['message']}: logger {record.get('logger')!r}, not the container"
+                    )
+                    break
+            counts[f"{driver} {stream}"] = len(got)
+    if problems:
+        fail("; ".join(problems))
+    print(", ".join(f"{key} {value}" for key, value in counts.items()))
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "ports":
@@ -298,6 +331,8 @@ def main(argv: list[str]) -> None:
         check_log(args[0], args[1])
     elif command == "check-demo":
         check_demo(args[0])
+    elif command == "check-drivers":
+        check_drivers(args[0], int(args[1]))
     else:
         fail(f"unknown command {command!r}")
 

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from netlog.client import SinkHandler  # noqa: E402
+from netlog.settings import PORT_FLAGS  # noqa: E402
 
 
 def start_sink(workdir: Path) -> tuple[subprocess.Popen, int]:
@@ -42,14 +43,7 @@ def start_sink(workdir: Path) -> tuple[subprocess.Popen, int]:
             "servers",
             "--host",
             "127.0.0.1",
-            "--echo-port",
-            "-1",
-            "--responder-port",
-            "-1",
-            "--log-udp-port",
-            "-1",
-            "--http-port",
-            "-1",
+            *[arg for flag in PORT_FLAGS for arg in (flag, "-1")],
             "--log-tcp-port",
             "0",
             "--log-dir",

@@ -41,6 +41,28 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 BEGIN_MARK = "<!-- BEGIN bench/run OUTPUT: generated, do not edit by hand -->"
 END_MARK = "<!-- END bench/run OUTPUT -->"
 
+_PORT_FLAGS: dict[Path, list[str]] = {}
+
+
+def every_port(tree: Path, value: str) -> list[str]:
+    """``--X-port value`` for every listener the netlog in ``tree`` has.
+
+    Asked of that tree's own ``--help``, so an older checkout compared by
+    ``bench/ab.py`` gets only the flags it knows, and a newer one binds no
+    default port whatever listeners it gained.
+    """
+    if tree not in _PORT_FLAGS:
+        shown = subprocess.run(
+            [str(NETLOG_PYTHON), "-m", "servers", "--help"],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        _PORT_FLAGS[tree] = sorted(set(re.findall(r"(--[a-z-]+-port)\b", shown)))
+    return [arg for flag in _PORT_FLAGS[tree] for arg in (flag, value)]
+
 
 def _cores() -> tuple[str, str]:
     """The server's core and the client's: the first two this process may use."""
@@ -179,8 +201,7 @@ def start_server(
         out = logs / "records.jsonl"
         command = [
             *pin, str(NETLOG_PYTHON), "-m", "servers", "--host", HOST,
-            "--echo-port", "0", "--responder-port", "0", "--log-tcp-port", "0",
-            "--log-udp-port", "0", "--http-port", "-1", "--log-dir", str(logs),
+            *every_port(tree, "0"), "--http-port", "-1", "--log-dir", str(logs),
             "--console", "off", "--ready-file", str(ready), "--responder-rate", "0",
             *netlog_args,
         ]  # fmt: skip

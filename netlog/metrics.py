@@ -14,8 +14,8 @@ in it) is never touched.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from typing import Final, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -119,6 +119,8 @@ class Metrics:
         self.responder: ProbeCounts | None = None
         self.feed: FeedCounts | None = None
         self.guard: GuardCounts | None = None
+        self.forward: Callable[[], dict[str, Any]] | None = None
+        """The forwarder's status (its status file and the runner's counts), when forwarding."""
         self.draining = False
         self.registry = CollectorRegistry(auto_describe=False)
         self.flush_seconds = Histogram(
@@ -186,6 +188,8 @@ class _Collector(Collector):
         yield from self._connections(s)
         yield from self._http(s)
         yield from self._parts(m)
+        if m.forward is not None:
+            yield from _forward(m.forward())
         yield _single(
             "netlog_draining",
             "1 while shutting down (GET /health answers 503).",
@@ -292,3 +296,43 @@ class _Collector(Collector):
                 m.feed.recent_bytes,
                 gauge=True,
             )
+
+
+def _forward(status: dict[str, Any]) -> Iterator[Metric]:
+    """The forwarder's metrics, from the status file it writes every second."""
+    shipped = CounterMetricFamily(
+        "netlog_forward_shipped", "Records a destination took.", labels=["destination"]
+    )
+    behind = GaugeMetricFamily(
+        "netlog_forward_behind_bytes",
+        "Stored bytes not yet shipped, by destination.",
+        labels=["destination"],
+    )
+    corrupt = CounterMetricFamily(
+        "netlog_forward_corrupt_lines",
+        "Stored lines skipped as not a record, by destination.",
+        labels=["destination"],
+    )
+    failures = CounterMetricFamily(
+        "netlog_forward_failures",
+        "Batches or connections a destination refused, by kind.",
+        labels=["destination", "kind"],
+    )
+    destinations = status.get("destinations")
+    for name, counts in sorted((destinations or {}).items()):
+        shipped.add_metric([name], counts.get("shipped", 0))
+        behind.add_metric([name], counts.get("behind_bytes", 0))
+        corrupt.add_metric([name], counts.get("corrupt", 0))
+        for kind, value in sorted((counts.get("failures") or {}).items()):
+            failures.add_metric([name, kind], value)
+    yield from (shipped, behind, corrupt, failures)
+    yield _single(
+        "netlog_forward_restarts",
+        "Times the forwarder process died and was started again.",
+        status.get("restarts", 0),
+    )
+    yield _single(
+        "netlog_forward_unshipped_deleted",
+        "Rotated files deleted before they were forwarded (store over --forward-backlog).",
+        status.get("unshipped_deleted", 0),
+    )

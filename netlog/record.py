@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 #: The ``format`` values a record may carry.
-FORMATS = ("pickle", "json", "text", "syslog", "http")
+FORMATS = ("pickle", "json", "text", "syslog", "http", "gelf", "fluent", "otlp")
 
 
 class Record(NamedTuple):
@@ -45,6 +45,11 @@ class Record(NamedTuple):
 
     A record that already has one (forwarded from another netlog) keeps it.
     Last and defaulted, so decoders build records without naming it.
+    """
+    host: str = ""
+    """The machine that received the record first, for records ``netlog collect``
+    gathered from many (the NATS subject's last token); empty, and absent from
+    the line, for a record this process received itself.
     """
 
 

@@ -35,6 +35,14 @@ DEFAULT_RESPONDER_PORT: Final = 7007
 DEFAULT_LOG_TCP_PORT: Final = logging.handlers.DEFAULT_TCP_LOGGING_PORT  # 9020
 DEFAULT_LOG_UDP_PORT: Final = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
 DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
+DEFAULT_GELF_PORT: Final = 12201  # Graylog's GELF inputs, UDP and TCP alike
+#: Fluentd's forward protocol (in_forward's and Docker's fluentd driver's default).
+DEFAULT_FLUENT_PORT: Final = 24224
+DEFAULT_OTLP_PORT: Final = 4318  # OTLP/HTTP's registered port
+#: The largest OTLP request body, before and after inflating: a few SDK
+#: batches of 512 records; parsing the worst 4 MiB (2 million empty
+#: messages) costs upb about 300 MB for the moment it takes.
+DEFAULT_OTLP_MAX_BODY: Final = 4 << 20
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
 DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
@@ -214,6 +222,72 @@ def _token(text: str) -> str:
     return value
 
 
+def _nats_urls(text: str) -> str:
+    """``nats://a:4222,tls://b:4222`` (or bare ``host:port``): the servers, checked."""
+    urls = [part.strip() for part in text.split(",") if part.strip()]
+    for url in urls:
+        scheme, sep, rest = url.partition("://")
+        if (sep and scheme not in ("nats", "tls", "ws", "wss")) or not (rest if sep else url):
+            raise OptionError(f"{url!r} is not a NATS server URL (nats://HOST:PORT, tls://...)")
+    return ",".join(urls)
+
+
+def _nats_name(text: str) -> str:
+    """A stream name: no spaces, dots, wildcards or path separators (JetStream's rule)."""
+    value = text.strip()
+    if not value or re.search(r"[\s.*>/\\]", value):
+        raise OptionError(f"{text!r} is not a stream name (no spaces, dots, *, >, / or \\)")
+    return value
+
+
+def _nats_subject(text: str) -> str:
+    """A subject prefix of plain tokens: ``netlog.records``."""
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", value):
+        raise OptionError(f"{text!r} is not a subject prefix (tokens of A-Z a-z 0-9 _ - and dots)")
+    return value
+
+
+def _replicas(text: str) -> int:
+    value = _integer(text)
+    if not 1 <= value <= 5:
+        raise OptionError(f"{text!r} is not a replica count (1-5)")
+    return value
+
+
+#: The transports of ``--syslog-forward`` and the port each takes when the URL has none
+#: (514 is syslog's, RFC 5426 for UDP and customary for TCP; 6514 is RFC 5425's).
+SYSLOG_PORTS: Final = {"tcp": 514, "udp": 514, "tls": 6514}
+
+
+class SyslogTarget(NamedTuple):
+    """Where ``--syslog-forward`` sends: ``tcp``/``udp``/``tls``, a host and a port."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def syslog_target(text: str) -> SyslogTarget:
+    """``tcp://HOST:PORT``, ``udp://…``, ``tls://…`` (``[::1]`` for IPv6) -> its parts."""
+    scheme, sep, rest = text.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in SYSLOG_PORTS:
+        raise OptionError(f"{text!r} is not tcp://, udp:// or tls://HOST:PORT")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not colon or "]" in port:
+        host, port = rest.rstrip("/"), str(SYSLOG_PORTS[scheme])
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise OptionError(f"{text!r} has no host or no port 1-65535")
+    return SyslogTarget(scheme, host, int(port))
+
+
+def _syslog_forward(text: str) -> str:
+    syslog_target(text)
+    return text.strip()
+
+
 def _mib(size: int) -> str:
     return f"{size >> 20} MiB"
 
@@ -248,12 +322,36 @@ class Settings:
     log_udp_port: int = field(
         default=DEFAULT_LOG_UDP_PORT, metadata=_option(_port, "log sink UDP port")
     )
+    gelf_udp_port: int = field(
+        default=DEFAULT_GELF_PORT,
+        metadata=_option(_port, "GELF UDP port (whole, chunked, gzip/zlib datagrams)"),
+    )
+    gelf_tcp_port: int = field(
+        default=DEFAULT_GELF_PORT,
+        metadata=_option(_port, "GELF TCP port (NUL-terminated JSON frames)"),
+    )
     http_port: int = field(
         default=DEFAULT_HTTP_PORT,
         metadata=_option(
             _port,
             "HTTP port",
             readme="HTTP: `POST /log`, `/health`, `/metrics`, the live viewer",
+        ),
+    )
+    fluent_port: int = field(
+        default=DEFAULT_FLUENT_PORT,
+        metadata=_option(
+            _port,
+            "Fluentd forward protocol port (Docker's fluentd driver, fluent-logger)",
+            readme="Fluentd forward protocol v1 (Docker's `fluentd` log driver, fluent-logger)",
+        ),
+    )
+    otlp_port: int = field(
+        default=DEFAULT_OTLP_PORT,
+        metadata=_option(
+            _port,
+            "OTLP/HTTP logs port (POST /v1/logs)",
+            readme="OpenTelemetry OTLP/HTTP logs: `POST /v1/logs` (also on the HTTP port)",
         ),
     )
     log_dir: Path = field(
@@ -290,8 +388,8 @@ class Settings:
             _path,
             "write the bound ports here as JSON once listening",
             readme='once every listener is bound, write `{"pid": …, "echo": …, "responder": …,'
-            ' "log_tcp": …, "log_udp": …, "http": …}` to this path atomically'
-            " (disabled listeners absent)",
+            ' "log_tcp": …, "log_udp": …, "http": …, "gelf_udp": …, "gelf_tcp": …, "fluent": …,'
+            ' "otlp": …}` to this path atomically (disabled listeners absent)',
         ),
     )
     idle_timeout: float = field(
@@ -326,6 +424,15 @@ class Settings:
             "longest JSON or text line, a size as for --max-bytes",
             readme="longest JSON or text line",
             shown=_mib(DEFAULT_MAX_LINE),
+        ),
+    )
+    otlp_max_body: int = field(
+        default=DEFAULT_OTLP_MAX_BODY,
+        metadata=_option(
+            _positive_size,
+            "largest OTLP request body, before and after gzip, a size as for --max-bytes",
+            readme="largest OTLP/HTTP request body, before and after inflating gzip (413 beyond)",
+            shown=_mib(DEFAULT_OTLP_MAX_BODY),
         ),
     )
     responder_rate: float = field(
@@ -403,6 +510,76 @@ class Settings:
             " whitespace dropped; a missing or empty file stops the start)",
         ),
     )
+    nats: str = field(
+        default="",
+        metadata=_option(
+            _nats_urls,
+            "forward every stored record to these NATS JetStream servers (comma-separated URLs)",
+            readme="forward every stored record to NATS JetStream at these servers"
+            " (`nats://HOST:4222,...`; `tls://` for TLS); empty: no NATS forwarding",
+            shown="— (off)",
+        ),
+    )
+    nats_stream: str = field(
+        default="NETLOG",
+        metadata=_option(_nats_name, "JetStream stream, created when missing"),
+    )
+    nats_replicas: int = field(
+        default=1,
+        metadata=_option(_replicas, "replicas of the stream when netlog creates it (1-5)"),
+    )
+    nats_subject: str = field(
+        default="netlog.records",
+        metadata=_option(
+            _nats_subject,
+            "subject prefix: records go to <prefix>.<host>",
+            readme="subject prefix: records go to `<prefix>.<host>`;"
+            " a stream netlog creates covers `<prefix>.>`",
+        ),
+    )
+    nats_creds: Path | None = field(
+        default=None,
+        metadata=_option(_path, "NATS credentials file (.creds: JWT and NKey seed)"),
+    )
+    forward_host: str = field(
+        default="",
+        metadata=_option(
+            str.strip,
+            "the name this machine's records are forwarded under (default: short hostname)",
+            shown="short hostname",
+        ),
+    )
+    forward_backlog: int = field(
+        default=1 << 30,
+        metadata=_option(
+            _positive_size,
+            "keep rotated files not yet forwarded past --backups up to this store size",
+            readme="while forwarding, rotated files not yet shipped are kept past `--backups`"
+            " until the store's files total this much; then the oldest goes anyway,"
+            " reported and counted (`netlog_forward_unshipped_deleted_total`)",
+            shown="1 GiB",
+        ),
+    )
+
+    syslog_forward: str | None = field(
+        default=None,
+        metadata=_option(
+            _syslog_forward,
+            "forward every stored record to a syslog collector: tcp://, udp:// or tls://HOST:PORT",
+            readme="forward every stored record to a syslog collector as RFC 5424:"
+            " `tcp://HOST:PORT` (octet counting, RFC 6587), `udp://HOST:PORT` (one datagram"
+            " each, cut at 2048 bytes) or `tls://HOST:PORT` (RFC 5425)",
+        ),
+    )
+    syslog_ca: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "CA file that verifies a tls:// syslog collector (default: the system's CAs)",
+            readme="CA certificates (PEM) that verify a `tls://` syslog collector; without it,"
+            " the system's CAs",
+        ),
+    )
 
 
 class Option(NamedTuple):
@@ -460,3 +637,9 @@ def options_table() -> str:
     rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
     rows += [f"| `{o.flag}` | `{o.env}` | {o.shown} | {o.readme} |" for o in OPTIONS]
     return "\n".join(rows) + "\n"
+
+
+#: The flags of every listener's port (``--echo-port`` ... ``--fluent-port``):
+#: what a test or benchmark sets to ``0`` (ephemeral) or ``-1`` (off) so that
+#: no two servers it starts bind a default port, whatever listeners exist.
+PORT_FLAGS: Final[tuple[str, ...]] = tuple(o.flag for o in OPTIONS if o.convert is _port)

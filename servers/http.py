@@ -68,12 +68,14 @@ from netlog.metrics import Metrics
 from netlog.record import format_peer
 from netlog.report import Reporter
 from netlog.security import LOGIN, HttpGuard, Verdict, allowed_hosts, session_cookie_name
-from netlog.settings import DEFAULT_MAX_LINE
+from netlog.settings import DEFAULT_MAX_LINE, DEFAULT_OTLP_MAX_BODY
 from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
 from netlog.viewer.feed import Subscriber, sse_dropped, sse_messages
 from servers.api import QueryApi
 from servers.gevent_private import forget_body
+from servers.otlp import PATH as OTLP_PATH
+from servers.otlp import handle_export
 from servers.pool_watch import FullPoolWatch
 
 __all__ = ["HEADER_TIMEOUT", "HEARTBEAT", "MAX_HEADER_BYTES", "MAX_HEADER_FIELDS", "HttpServer"]
@@ -301,6 +303,9 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         max_body: int = MAX_BODY,
         api: QueryApi | None = None,
         guard: HttpGuard | None = None,
+        name: str = "http",
+        routes: frozenset[str] | None = None,
+        otlp_max_body: int = DEFAULT_OTLP_MAX_BODY,
     ) -> None:
         super().__init__(
             listener,
@@ -329,6 +334,10 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             cookie_name=session_cookie_name(listener[1]),
         )
         """Host, cross-site and token checks before anything else (:mod:`netlog.security`)."""
+        self.name = name
+        self.routes = routes
+        """The only fixed routes served (the OTLP port's), or ``None`` for all."""
+        self.otlp_max_body = otlp_max_body
         self.header_timeout = min(HEADER_TIMEOUT, idle_timeout)
         self.draining = False
         """Set when shutdown begins: ``/health`` answers 503."""
@@ -441,7 +450,13 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             "/metrics": (self._metrics, ("GET", "HEAD")),
             "/events": (self._events, ("GET",)),
             "/login": (self._login, ("POST",)),
+            OTLP_PATH: (self._otlp, ("POST",)),
         }
+        if self.routes is not None:
+            if path in self.routes and path in fixed:
+                handler, methods = fixed[path]
+                return path, handler, methods
+            return "other", self._not_found, ("GET", "HEAD", "POST")
         if path in fixed:
             handler, methods = fixed[path]
             return path, handler, methods
@@ -458,6 +473,8 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
     def _gate(self, environ: dict[str, Any], verdict: Verdict) -> Response:
         """The guard's answer: the login page, or a refusal with no body read."""
         if verdict is LOGIN:
+            if self.routes is not None:  # the OTLP port serves no page
+                return _text(401, "unauthorized", ("WWW-Authenticate", "Bearer"))
             return self._asset(environ, "GET", "/login.html")
         forget_body(environ["wsgi.input"])
         return _text(verdict.status, verdict.text, *verdict.headers, ("Connection", "close"))
@@ -481,6 +498,10 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             return _text(401, "unauthorized", ("WWW-Authenticate", "Bearer"))
         return 204, [_NO_STORE, ("Set-Cookie", cookie)], []
 
+    def _otlp(self, environ: dict[str, Any], _method: str, _path: str) -> Response:
+        status, headers, body = handle_export(self, environ)
+        return status, headers, body
+
     def _api(self, environ: dict[str, Any], _method: str, path: str) -> Response:
         if self.api is None:
             return _text(404, "the query API is off (no log dir)")
@@ -488,6 +509,9 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         return status, headers, body
 
     def _not_found(self, _environ: dict[str, Any], _method: str, path: str) -> Response:
+        if self.routes is not None:
+            served = ", ".join(sorted(self.routes))
+            return _text(404, f"nothing at {path}: this port serves {served}")
         return _text(404, f"nothing at {path}: try /, /log, /health, /metrics or /api/records")
 
     def _health(self, _environ: dict[str, Any], _method: str, _path: str) -> Response:

@@ -393,12 +393,32 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         """Send what the protocol answers (forward's acks) once its records are on disk.
 
         The pipeline is flushed first, so an answer that acknowledges
-        records is sent only after they were written to the store.
+        records is sent only after write(2) took them (in the page cache: a
+        crash of this process no longer loses them; a power cut may, as
+        Fluentd's own file buffer).  When the store is failing, lines are
+        still queued after the flush (and may yet be dropped): the answer
+        is withheld (``notes["ack_withheld"]``) so the sender sends them
+        again, as the forward protocol intends.  A peer that cannot take
+        the answer (it half-closed, or we did at shutdown) costs the answer
+        only (``notes["ack_unsent"]``): the records are written, the sender
+        may send them again.
         """
         reply = decoder.replies()
-        if reply:
-            self.pipeline.flush()
+        if not reply:
+            return
+        self.pipeline.flush()
+        # The JSONL sink's queue; other line sinks (tests' fakes) write at once.
+        if int(getattr(self.pipeline.files, "pending_lines", 0)):
+            self.stats.notes["ack_withheld"] += 1
+            self.report(
+                f"answer to {decoder.peer} withheld: its records are not written yet",
+                key="ack_withheld",
+            )
+            return
+        try:
             sock.sendall(reply)
+        except OSError:
+            self.stats.notes["ack_unsent"] += 1
 
     def _over_budget(self) -> None:
         """Drop the connections holding the most unfinished bytes until all hold few enough.

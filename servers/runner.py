@@ -29,6 +29,11 @@ import gevent
 import gevent.event
 import orjson
 
+from netlog.decode.forward import ForwardDecoder
+from netlog.decode.gelf import GelfDatagrams, GelfStreamDecoder
+from netlog.forward.config import child_env, destination_names
+from netlog.forward.forwarder import read_status
+from netlog.forward.positions import unshipped
 from netlog.metrics import Metrics
 from netlog.report import Reporter
 from netlog.security import (
@@ -47,6 +52,7 @@ from netlog.store.writer import FILE_NAME, JsonlFileSink, LogDirInUse
 from netlog.viewer import RecordFeed
 from servers.api import QueryApi, open_engine
 from servers.echo import EchoServer
+from servers.forward_child import ForwardChild
 from servers.http import HttpServer
 from servers.logsink import (
     DatagramDecode,
@@ -55,6 +61,7 @@ from servers.logsink import (
     LogStreamServer,
     close_quietly,
 )
+from servers.otlp import PATH as OTLP_PATH
 from servers.responder import ResponderServer
 
 #: How long echo connections get at shutdown, at most (they promise nothing).
@@ -118,9 +125,17 @@ class Runner:
         self.log_datagrams: list[LogDatagramServer] = []
         """Every datagram listener that takes records (log_udp, and other protocols)."""
         self.http: HttpServer | None = None
+        self.guard: HttpGuard | None = None
+        """The HTTP and OTLP ports' gate (Host, cross-site, token), made at start."""
+        self.otlp: HttpServer | None = None
+        """The OTLP/HTTP port: an HttpServer serving only ``/v1/logs`` and ``/health``."""
         self.feed: RecordFeed | None = None
         self.metrics: Metrics | None = None
+        self.forward: ForwardChild | None = None
+        """The forwarder process, when a destination is configured (``--nats``...)."""
         self._listeners: list[tuple[str, Any]] = []
+        self.gelf_udp: GelfDatagrams | None = None
+        """GELF's UDP decoder: its partial chunked messages are given up at shutdown."""
 
     # -- start-up -----------------------------------------------------------
 
@@ -187,6 +202,12 @@ class Runner:
             token = load_token(s.auth_token, s.auth_token_file)
         except TokenError as exc:
             raise StartupError(str(exc)) from None
+        # One gate for the HTTP and OTLP ports: the same Host names and token.
+        self.guard = HttpGuard(
+            allowed_hosts(s.allowed_hosts or (), bound=s.host, hostname=socket.gethostname()),
+            token,
+            cookie_name=session_cookie_name(s.http_port),
+        )
         if any(port != DISABLED for port in self._record_ports()):
             self._open_sinks()
         if s.echo_port != DISABLED:
@@ -206,6 +227,13 @@ class Runner:
             self._bind("responder", "the UDP responder", self.responder, s.responder_port)
         self._add_stream("log_tcp", "TCP logs", s.log_tcp_port)
         self._add_datagrams("log_udp", "UDP logs", s.log_udp_port)
+        self._add_gelf()
+        self._add_stream(
+            "fluent",
+            "Fluentd forward",
+            s.fluent_port,
+            decoder=partial(ForwardDecoder, max_frame=s.max_frame, max_line=s.max_line),
+        )
         if self.pipeline is not None and self.feed is not None and self.metrics is not None:
             self.metrics.files = self.files
             self.metrics.responder = self.responder
@@ -221,18 +249,14 @@ class Runner:
                 max_frame=s.max_frame,
                 max_line=s.max_line,
                 api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
-                guard=HttpGuard(
-                    allowed_hosts(
-                        s.allowed_hosts or (), bound=s.host, hostname=socket.gethostname()
-                    ),
-                    token,
-                    cookie_name=session_cookie_name(s.http_port),
-                ),
+                otlp_max_body=s.otlp_max_body,
+                guard=self.guard,
             )
             self._bind("http", "HTTP", self.http, s.http_port)
             # Cookies ignore ports, so the name carries the one bound.
-            self.http.guard.cookie_name = session_cookie_name(int(self.http.address[1]))
-            self.metrics.guard = self.http.guard
+            self.guard.cookie_name = session_cookie_name(int(self.http.address[1]))
+            self.metrics.guard = self.guard
+        self._add_otlp()
         ports = {name: int(server.address[1]) for name, server in self._listeners}
         if s.ready_file is not None:
             try:
@@ -244,14 +268,72 @@ class Runner:
         warning = exposure_warning(s.host, ports, token_set=token is not None)
         if warning is not None:
             self.report.write(warning)
+        if self.files is not None and destination_names(s):
+            self.forward = ForwardChild(child_env(s), self.report)
+            self.forward.start()
+            if self.metrics is not None:
+                self.metrics.forward = self._forward_status
         if self.pipeline is not None:
             observe = self.metrics.flush_seconds.observe if self.metrics is not None else None
             gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval, observe)
 
+    def _forward_status(self) -> dict[str, Any]:
+        """The forwarder's status file plus what this process counts (for ``/metrics``)."""
+        status = read_status(self.settings.log_dir)
+        status["restarts"] = self.forward.restarts if self.forward is not None else 0
+        status["unshipped_deleted"] = (
+            self.files.forward_unshipped_deleted if self.files is not None else 0
+        )
+        return status
+
     def _record_ports(self) -> list[int]:
         """The ports of every listener that takes records: any enabled needs the store."""
         s = self.settings
-        return [s.log_tcp_port, s.log_udp_port, s.http_port]
+        return [
+            s.log_tcp_port,
+            s.log_udp_port,
+            s.http_port,
+            s.gelf_udp_port,
+            s.gelf_tcp_port,
+            s.fluent_port,
+            s.otlp_port,
+        ]
+
+    def _add_gelf(self) -> None:
+        """GELF over UDP and TCP; chunks expired or evicted count in ``stats.dropped``."""
+        s = self.settings
+        gelf_udp = self.gelf_udp = GelfDatagrams(
+            notes=self.stats.notes,
+            dropped=self.stats.dropped,
+            max_frame=s.max_frame,
+            max_line=s.max_line,
+        )
+        self._add_datagrams("gelf_udp", "GELF over UDP", s.gelf_udp_port, gelf_udp, "GELF datagram")
+        gelf_tcp = partial(GelfStreamDecoder, max_frame=s.max_frame, max_line=s.max_line)
+        self._add_stream("gelf_tcp", "GELF over TCP", s.gelf_tcp_port, gelf_tcp)
+
+    def _add_otlp(self) -> None:
+        """Start the OTLP/HTTP port (4318) unless it is disabled: ``/v1/logs`` and ``/health``."""
+        s = self.settings
+        if self.pipeline is None or s.otlp_port == DISABLED:
+            return
+        metrics = self.metrics if self.metrics is not None else Metrics(self.stats)
+        self.otlp = HttpServer(
+            (s.host, s.otlp_port),
+            self.pipeline,
+            self.feed if self.feed is not None else RecordFeed(),
+            metrics,
+            self.report,
+            idle_timeout=s.idle_timeout,
+            max_connections=s.max_connections,
+            max_frame=s.max_frame,
+            max_line=s.max_line,
+            name="otlp",
+            routes=frozenset({OTLP_PATH, "/health"}),
+            otlp_max_body=s.otlp_max_body,
+            guard=self.guard,
+        )
+        self._bind("otlp", "OTLP/HTTP logs", self.otlp, s.otlp_port)
 
     def _add_stream(
         self, name: str, what: str, port: int, decoder: DecoderFactory | None = None
@@ -308,6 +390,10 @@ class Runner:
             max_age=s.max_age,
             report=self.report,
         )
+        names = destination_names(s)
+        if names:
+            files.retain = unshipped(s.log_dir, names)
+            files.retain_limit = s.forward_backlog
         try:
             files.open()
         except LogDirInUse as exc:
@@ -355,6 +441,8 @@ class Runner:
         """Close every listener but HTTP, taking in what the kernel queued for the log ones."""
         for datagrams in self.log_datagrams:
             datagrams.drain_and_close()
+        if self.gelf_udp is not None:  # chunks of a message that never completed: counted
+            self.gelf_udp.chunks.abandon()
         for stream in self.log_streams:
             stream.stop_accepting_and_drain_backlog()
         for server in (self.echo, self.responder):
@@ -366,8 +454,9 @@ class Runner:
         deadline = started + self.settings.grace
         # 0. /health fails from now on; the HTTP listener itself stays open
         #    through the drain (see the module docstring).
-        if self.http is not None:
-            self.http.begin_drain()
+        for web in (self.http, self.otlp):
+            if web is not None:
+                web.begin_drain()
         # 1. Stop accepting everywhere, taking in what the kernel queued.
         self._stop_accepting()
         # 2. Let log connections finish within the grace; echo gets a moment.
@@ -383,8 +472,9 @@ class Runner:
         # 2b. Close the HTTP listener: end event streams and idle keep-alive
         #     connections, let requests in flight finish within what is left
         #     of the grace (at least a moment).
-        if self.http is not None:
-            self.http.shutdown(max(HTTP_GRACE, deadline - time.monotonic()))
+        for web in (self.http, self.otlp):
+            if web is not None:
+                web.shutdown(max(HTTP_GRACE, deadline - time.monotonic()))
         # 3. Write, flush, fsync.
         written = 0
         if self.pipeline is not None and self.files is not None:
@@ -393,6 +483,9 @@ class Runner:
             written = self.files.written
             if self.files.dropped:
                 self.stats.dropped["disk_overflow"] += self.files.dropped
+        # 3b. Stop the forwarder after the final fsync: it saves its cursor.
+        if self.forward is not None:
+            self.forward.stop()
         # 4. One summary line.
         self._summary(time.monotonic() - started, written)
 

@@ -15,6 +15,12 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from netlog import __version__
+from netlog.cli.collect import (
+    add_collect_parser,
+    collect_options,
+    collect_problem,
+    collect_settings,
+)
 from netlog.cli.probe import add_probe_parser, run_probe
 from netlog.cli.query import add_query_parser, run_query
 from netlog.cli.send import add_send_parser, run_send
@@ -48,6 +54,7 @@ def _parser(environ: Mapping[str, str]) -> ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
     add_serve_parser(commands, environ)
+    add_collect_parser(commands, environ)
     add_send_parser(commands)
     add_probe_parser(commands)
     add_tail_parser(commands)
@@ -64,7 +71,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Name
     """
     parser = _parser(environ)
     namespace = parser.parse_args(argv)
-    problem = environment_error(namespace)
+    problem = environment_error(namespace) or collect_problem(namespace)
     if problem is not None:
         parser.exit(2, f"{parser.prog} {namespace.command}: error: {problem}\n")
     return namespace
@@ -102,7 +109,9 @@ def _exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
-def main(argv: Sequence[str] | None = None, *, early_signals: list[int] | None = None) -> int:
+def main(  # noqa: PLR0911 - one return per command
+    argv: Sequence[str] | None = None, *, early_signals: list[int] | None = None
+) -> int:
     """Run the ``netlog`` command line; the exit status.
 
     ``early_signals`` is the list a caller's own early handlers fill (see
@@ -111,12 +120,19 @@ def main(argv: Sequence[str] | None = None, *, early_signals: list[int] | None =
     args = sys.argv[1:] if argv is None else list(argv)
     early = early_signals
     if early is None:
-        early = _catch_signals_early() if args[:1] == ["serve"] else []
+        early = _catch_signals_early() if args[:1] in (["serve"], ["collect"]) else []
     namespace = parse_args(args, os.environ)
     if namespace.command == "serve":
         from servers.runner import serve  # noqa: PLC0415 - gevent only for serve
 
         status = serve(settings_from_namespace(namespace), early_signals=early)
+        return _exit_now(status)
+    if namespace.command == "collect":
+        from servers.collect import collect  # noqa: PLC0415 - gevent only for collect
+
+        status = collect(
+            collect_settings(namespace), collect_options(namespace), early_signals=early
+        )
         return _exit_now(status)
     if namespace.command == "send":
         return run_send(namespace)

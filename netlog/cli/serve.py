@@ -12,7 +12,7 @@ servers is :mod:`servers.runner`'s job; this module only turns words into
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from netlog.settings import OPTIONS, Option, OptionError, Settings
@@ -45,8 +45,18 @@ def add_serve_parser(commands: argparse._SubParsersAction[Any], environ: Mapping
         help="run the echo, responder and log sink listeners",
         description="Run every listener in one process until SIGTERM or SIGINT.",
     )
+    add_options(serve, OPTIONS, environ)
+
+
+def add_options(
+    parser: argparse.ArgumentParser, options: Sequence[Option], environ: Mapping[str, str]
+) -> None:
+    """Add ``options`` to ``parser``, defaults from ``environ``; bad values kept for later.
+
+    Shared by ``serve`` and ``collect`` (which takes serve's HTTP and store options).
+    """
     errors: list[str] = []
-    for option in OPTIONS:
+    for option in options:
         value = option.default
         raw = environ.get(option.env)
         if raw is not None:
@@ -54,13 +64,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[Any], environ: Mapping
                 value = option.convert(raw)
             except OptionError as exc:
                 errors.append(f"environment variable {option.env}: {exc}")
-        serve.add_argument(
+        parser.add_argument(
             option.flag,
             type=_argparse_type(option),
             default=value,
             help=f"{option.help} (env {option.env}, default {option.default})",
         )
-    serve.set_defaults(**{_ENVIRONMENT_ERRORS: errors})
+    parser.set_defaults(**{_ENVIRONMENT_ERRORS: errors})
 
 
 def environment_error(namespace: argparse.Namespace) -> str | None:

@@ -146,17 +146,23 @@ class Lines:
     """LF-terminated lines, one trailing CR removed; at most ~``max_line`` bytes buffered.
 
     A line longer than ``max_line`` is dropped (``line_too_long``) and
-    framing resumes after its newline.
+    framing resumes after its newline.  ``delimiter`` (one byte) ends a
+    frame instead of LF: GELF over TCP ends each JSON frame with a NUL byte, and the same
+    buffering and length rules apply (a trailing CR is removed only before
+    an LF).
     """
 
-    __slots__ = ("_buf", "_problem", "_skipping", "fatal", "max_line")
+    __slots__ = ("_buf", "_delimiter", "_problem", "_skipping", "fatal", "max_line")
 
     #: What a partial line is called in a "truncated" problem.
     kind: Final = "line"
 
-    def __init__(self, max_line: int, problem: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, max_line: int, problem: Callable[[str, str], None], delimiter: bytes = b"\n"
+    ) -> None:
         self.max_line = max_line
         self._problem = problem
+        self._delimiter = delimiter
         self._buf = bytearray()
         self._skipping = False  # inside an over-long line, discarding up to its newline
         self.fatal: DecodeError | None = None
@@ -174,8 +180,9 @@ class Lines:
 
     def push(self, data: bytes) -> list[bytes]:
         """Add ``data``; return the lines it completes, in order, without their endings."""
+        delimiter = self._delimiter
         if self._skipping:
-            newline = data.find(b"\n")
+            newline = data.find(delimiter)
             if newline < 0:
                 return []
             self._skipping = False
@@ -183,7 +190,7 @@ class Lines:
         buf = self._buf
         first = None
         if buf:
-            newline = data.find(b"\n")
+            newline = data.find(delimiter)
             if newline < 0:
                 self._keep_tail(data)
                 return []
@@ -191,11 +198,11 @@ class Lines:
             first = self._checked(bytes(buf))
             buf.clear()
             data = data[newline + 1 :]
-        lines = data.split(b"\n")
+        lines = data.split(delimiter)
         tail = lines.pop()
         # Both tests run at C speed over the whole read; the per-line
         # Python loops run only when a read has a CR or a long line.
-        if b"\r\n" in data:
+        if delimiter == b"\n" and b"\r\n" in data:
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
         max_line = self.max_line
         if len(data) > max_line and max(map(len, lines), default=0) > max_line:
@@ -217,7 +224,7 @@ class Lines:
 
     def _checked(self, line: bytes) -> bytes | None:
         """``line`` without its CR, or ``None`` (and a problem) when it is too long."""
-        if line[-1:] == b"\r":
+        if line[-1:] == b"\r" and self._delimiter == b"\n":
             line = line[:-1]
         if len(line) > self.max_line:
             self._too_long()

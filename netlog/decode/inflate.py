@@ -26,25 +26,45 @@ def compression_of(data: bytes) -> str | None:
     return None
 
 
-def inflate(data: bytes, limit: int, compression: str | None = None) -> bytes:
+def inflate(
+    data: bytes, limit: int, compression: str | None = None, *, members: bool = False
+) -> bytes:
     """``data`` decompressed (gzip or zlib, detected unless given), at most ``limit`` bytes.
 
     Plain data is returned as it is.  Raises ``DecodeError`` with reason
     ``decompressed_too_large`` past the cap and ``bad_compression`` for a
     stream that is corrupt or ends early; nothing beyond ``limit + 1``
-    bytes is ever produced.
+    bytes is ever produced.  ``members``: what follows the end of the first
+    stream is another stream of the same kind (concatenated gzip members,
+    as Fluentd's CompressedPackedForward allows), inflated under what is
+    left of the same cap; otherwise it is ignored.
     """
     kind = compression or compression_of(data)
     if kind is None:
         return data
     wbits = 16 + zlib.MAX_WBITS if kind == "gzip" else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise DecodeError("bad_compression", f"{kind} payload does not inflate: {exc}") from None
-    if len(out) > limit:
-        raise DecodeError("decompressed_too_large", f"{kind} payload inflates past {limit} bytes")
-    if not inflater.eof:
-        raise DecodeError("bad_compression", f"{kind} payload ends before its stream does")
-    return out
+    parts = []
+    left = limit
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(data, left + 1)
+        except zlib.error as exc:
+            raise DecodeError(
+                "bad_compression", f"{kind} payload does not inflate: {exc}"
+            ) from None
+        if len(out) > left:
+            raise DecodeError(
+                "decompressed_too_large", f"{kind} payload inflates past {limit} bytes"
+            )
+        if not inflater.eof:
+            raise DecodeError("bad_compression", f"{kind} payload ends before its stream does")
+        data = inflater.unused_data
+        if not (members and data):
+            break
+        parts.append(out)
+        left -= len(out)
+    if not parts:
+        return out
+    parts.append(out)
+    return b"".join(parts)

@@ -27,9 +27,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from netlog.decode.conventions import error_stack, loose_time, render_template, stack_text
 from netlog.decode.unpickle import is_placeholder, render_placeholder, short_repr
 from netlog.errors import DecodeError
-from netlog.levels import SYSLOG_SEVERITY_LEVELS, level_from_number
+from netlog.levels import (
+    SYSLOG_SEVERITY_LEVELS,
+    level_from_name,
+    level_from_number,
+    level_from_pino,
+)
 from netlog.record import Record
 
 if TYPE_CHECKING:
@@ -390,12 +396,26 @@ def from_logrecord(
 
 
 # --- JSON objects ------------------------------------------------------------
+#
+# A JSON line's keys say which logger wrote it, and each record key is
+# looked for under that logger family's spellings, in order, by dict
+# lookups on the line (no per-logger tries):
+#
+# * ``event`` present: structlog (Python).  Its keys are popped directly,
+#   the other Python spellings tried only when one is missing, a bare
+#   number ``level`` is a stdlib level number.  This is the common line,
+#   so nothing else is looked at, except that ``event`` beside ``msg`` and
+#   ``time`` or ``ts`` is a Node or Go line's own field (those loggers
+#   always write both keys, structlog never).
+# * ``@t`` present: Serilog's CLEF (.NET), whose user properties sit beside
+#   its ``@`` keys, so a property called ``message`` or ``name`` is the
+#   user's, never the record's.
+# * anything else: one table of every other logger's spellings (pino,
+#   bunyan, winston, zap, zerolog, slog, logrus, logstash-logback-encoder,
+#   log4j2/ECS, Microsoft.Extensions.Logging, NLog, tracing, slog-json,
+#   python-json-logger), first key present wins, the rest stay in fields.
 
-# The keys each top-level value is looked for under, in order.  For the
-# message, level and logger, structlog's key comes first and is popped
-# directly; the others are tried only when it is missing.
 _MESSAGE_KEY: Final = "event"
-_MESSAGE_OTHERS: Final = ("message", "msg")
 _TS_KEYS: Final = ("timestamp", "ts", "time", "@timestamp", "asctime")
 _LEVEL_KEY: Final = "level"
 _LEVEL_OTHERS: Final = ("levelname", "severity")
@@ -403,12 +423,72 @@ _LOGGER_KEY: Final = "logger"
 _LOGGER_OTHERS: Final = ("name", "logger_name")
 _EXC_KEYS: Final = ("exception", "exc_info", "exc_text", "stack")
 
+#: Every other logger's spellings, first present wins.  ``@timestamp`` and
+#: ``ts`` come before ``time`` and ``timestamp`` because those two are also
+#: common user keys (zap's README logs a ``timestamp`` field beside ``ts``).
+_OTHER_MESSAGE_KEYS: Final = ("message", "msg", "@m", "Message")
+_OTHER_TS_KEYS: Final = ("@timestamp", "ts", "time", "timestamp", "asctime", "Timestamp")
+_OTHER_LEVEL_KEYS: Final = ("level", "levelname", "severity", "LogLevel", "log.level", "levelno")
+_OTHER_LOGGER_KEYS: Final = (
+    "logger",
+    "name",
+    "logger_name",
+    "log.logger",
+    "Category",
+    "SourceContext",
+)
+#: Where a stack or exception text is found.  ``err`` and ``error`` count
+#: only as objects with a stack (pino, bunyan, ECS): as text they are an
+#: error's message (zerolog, zap), not a traceback, and stay in fields.
+_OTHER_EXC_KEYS: Final = (
+    "exception",
+    "exc_info",
+    "exc_text",
+    "stack_trace",
+    "stacktrace",
+    "error.stack_trace",
+    "Exception",
+    "stack",
+    "err",
+    "error",
+)
+_OTHER_EXC_SET: Final = frozenset(_OTHER_EXC_KEYS)
+_ERROR_OBJECTS: Final = frozenset({"err", "error"})
+#: LogRecord attribute names python-json-logger writes: a line carrying one
+#: of them came from Python, so its bare number ``level`` is a stdlib level
+#: number, not pino's.  (``module``, ``filename``, ``thread`` and
+#: ``process`` are left out: Node and Go lines use those words too.)
+_PYTHON_KEYS: Final = frozenset(
+    {
+        "levelname",
+        "levelno",
+        "funcName",
+        "lineno",
+        "pathname",
+        "exc_info",
+        "exc_text",
+        "stack_info",
+        "asctime",
+        "created",
+        "msecs",
+        "relativeCreated",
+        "threadName",
+        "processName",
+        "taskName",
+    }
+)
+
 
 def parse_timestamp(value: Any) -> float | None:
     """Read an ISO 8601 / RFC 3339 string or an epoch number; None if it is neither.
 
-    Naive times are taken as UTC.  Epoch numbers above 1e11 are taken as
-    milliseconds (1e11 seconds is the year 5138, while 1e11 ms is 1973).
+    Naive times are taken as UTC; Go's ``time.Time.String()`` form and
+    any number of fraction digits are read too.  An epoch number's unit is
+    decided by its magnitude: under 1e11 seconds (1e11 s is the year
+    5138), under 1e14 milliseconds, under 1e17 microseconds, else
+    nanoseconds; each switch sits where the smaller unit would mean a
+    year past 5000 while the larger means 1973 or earlier, so every time
+    from 1973 to 5138 is read right in all four units.
     """
     kind = type(value)
     if kind is str:
@@ -418,7 +498,7 @@ def parse_timestamp(value: Any) -> float | None:
             try:
                 number = float(value)
             except ValueError:
-                return None
+                return loose_time(value)
         else:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=dt.UTC)
@@ -427,9 +507,19 @@ def parse_timestamp(value: Any) -> float | None:
         number = float(value)
     else:
         return None
-    if not math.isfinite(number):
-        return None
-    return number / 1000.0 if abs(number) > 1e11 else number
+    return _epoch_seconds(number) if math.isfinite(number) else None
+
+
+def _epoch_seconds(number: float) -> float:
+    """An epoch number in seconds, its unit told by its magnitude (see :func:`parse_timestamp`)."""
+    size = abs(number)
+    if size < 1e11:
+        return number
+    if size < 1e14:
+        return number / 1e3
+    if size < 1e17:
+        return number / 1e6
+    return number / 1e9
 
 
 _MISSING: Final = object()
@@ -444,17 +534,41 @@ def _pop_first(fields: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return _MISSING
 
 
+def _first_key(fields: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` present in ``fields``."""
+    for key in keys:
+        if key in fields:
+            return key
+    return None
+
+
+def _timestamp(fields: dict[str, Any], keys: tuple[str, ...], received: float) -> float:
+    """The time under the first of ``keys`` present, taken out; else ``received``.
+
+    A value that is no time stays in fields under its own key.
+    """
+    for key in keys:
+        if key in fields:
+            parsed = parse_timestamp(fields[key])
+            if parsed is None:
+                return received
+            del fields[key]
+            return parsed
+    return received
+
+
 def from_json(
     obj: dict[str, Any], peer: str, received: float, *, deep: bool = False, fmt: str = "json"
 ) -> Record:
-    """Normalise one JSON object (structlog, python-json-logger, json_lines shippers).
+    """Normalise one JSON object from structlog or another language's JSON logger.
 
     ``obj`` becomes the record's ``fields`` after the well-known keys are
     taken out, so the caller must not reuse it.  ``deep`` says the source
     text has enough brackets that nesting may exceed what a JSON encoder
     accepts (orjson parses 1024 levels but writes only 254); the fields are
     then passed through the depth-limited :func:`json_safe`.  ``fmt`` is
-    the record's format (``"http"`` for an HTTP body's object).
+    the record's format (``"http"`` for an HTTP body's object).  Which
+    spellings are read is said in the comment above.
 
     This runs once per JSON line, so each well-known key is popped (one
     lookup) rather than tested and then deleted.
@@ -464,12 +578,16 @@ def from_json(
         fields = json_safe(obj, Budget(1 << 62))
 
     value = fields.pop(_MESSAGE_KEY, _MISSING)
-    value = _pop_first(fields, _MESSAGE_OTHERS) if value is _MISSING else value
+    if value is _MISSING:
+        return _not_structlog(fields, value, peer, received, fmt)
     message = value if type(value) is str else _json_text(value)
 
     ts = received
     for key in _TS_KEYS:
         if key in fields:
+            if (key == "ts" or key == "time") and "msg" in fields:  # noqa: PLR1714 - faster
+                # Only a Node or Go line has both: its "event" is a user's key.
+                return _not_structlog(fields, value, peer, received, fmt)
             parsed = parse_timestamp(fields[key])
             if parsed is not None:
                 ts = parsed
@@ -480,7 +598,7 @@ def from_json(
     value = fields.pop(_LEVEL_KEY, _MISSING)
     value = _pop_first(fields, _LEVEL_OTHERS) if value is _MISSING else value
     if type(value) is str:
-        level = value.lower()
+        level = value.lower()  # structlog writes Python's names
     elif value is _MISSING:
         level = "info"
     elif type(value) is int:
@@ -499,6 +617,143 @@ def from_json(
             del fields[exc_key]
             exc = value
             break
+    return Record(ts, received, level, logger, message, fields, exc, peer, fmt)
+
+
+def _not_structlog(
+    fields: dict[str, Any], event: Any, peer: str, received: float, fmt: str
+) -> Record:
+    """A line without structlog's ``event``, or whose ``event`` is a Node or Go user's key.
+
+    pino, bunyan, zap, logrus and slog always write ``msg`` and a ``time``
+    or ``ts``, structlog neither, so an ``event`` beside them goes back
+    into fields as the user's own.
+    """
+    if event is not _MISSING:
+        fields[_MESSAGE_KEY] = event
+    if _CLEF_TIME in fields:
+        return _from_clef(fields, peer, received, fmt)
+    return _from_other_json(fields, peer, received, fmt)
+
+
+def _from_other_json(fields: dict[str, Any], peer: str, received: float, fmt: str) -> Record:
+    """A JSON line that is neither structlog's nor CLEF: the table of other spellings."""
+    value = _pop_first(fields, _OTHER_MESSAGE_KEYS)
+    tracing = False
+    if value is _MISSING:
+        nested = fields.get("fields")
+        if type(nested) is dict and "target" in fields:
+            # tracing-subscriber: {"fields": {"message": ..., k: v}, "target": ...}
+            tracing = True
+            value = nested.pop("message", _MISSING)
+            _lift(fields, nested)
+    message = value if type(value) is str else _json_text(value)
+
+    ts = _timestamp(fields, _OTHER_TS_KEYS, received)
+
+    level_key = _first_key(fields, _OTHER_LEVEL_KEYS)
+    value = _MISSING if level_key is None else fields.pop(level_key)
+    logger_value = _pop_first(fields, _OTHER_LOGGER_KEYS)
+    if value is _MISSING or logger_value is _MISSING:
+        log = fields.get("log")
+        if type(log) is dict:  # ECS as nested objects: {"log": {"level": ..., "logger": ...}}
+            if value is _MISSING:
+                level_key = "log.level"
+                value = log.pop("level", _MISSING)
+            if logger_value is _MISSING:
+                logger_value = log.pop("logger", _MISSING)
+            if not log:
+                del fields["log"]
+    if logger_value is _MISSING and tracing:
+        logger_value = fields.pop("target", _MISSING)
+    level = _level(fields, level_key, value)
+    logger = logger_value if type(logger_value) is str else _json_text(logger_value)
+    return Record(ts, received, level, logger, message, fields, _exception(fields), peer, fmt)
+
+
+def _lift(fields: dict[str, Any], nested: dict[str, Any]) -> None:
+    """Lift tracing's event fields into the record's fields; a name taken already stays nested."""
+    for key in list(nested):
+        if key not in fields:
+            fields[key] = nested.pop(key)
+    if not nested:
+        del fields["fields"]
+
+
+def _level(fields: dict[str, Any], key: str | None, value: Any) -> str:
+    """The level a line's level value names (see :mod:`netlog.levels`).
+
+    A word is mapped by :func:`~netlog.levels.level_from_name`.  A bare
+    number is a stdlib level number when the line says it came from Python
+    (its key is ``levelno``, or it carries a LogRecord attribute name such
+    as python-json-logger writes); otherwise it is on pino's and bunyan's
+    10-60 scale, the one JSON loggers outside Python use.  What a name does
+    not keep (slog's ``INFO+2``, pino's custom ``35``) stays in fields
+    under its own key.
+    """
+    if type(value) is str:
+        level, exact = level_from_name(value)
+    elif value is _MISSING:
+        return "info"
+    elif type(value) is int:
+        if key == "levelno" or not _PYTHON_KEYS.isdisjoint(fields):
+            return level_from_number(value)
+        level, exact = level_from_pino(value)
+    else:
+        return _json_text(value).lower()
+    if not exact and key is not None:
+        fields[key] = value
+    return level
+
+
+def _exception(fields: dict[str, Any]) -> str | None:
+    """The first stack or exception text among the keys that carry one, taken out."""
+    if _OTHER_EXC_SET.isdisjoint(fields):
+        return None
+    for key in _OTHER_EXC_KEYS:
+        value: Any = fields.get(key)
+        kind = type(value)
+        if kind is str:
+            if key not in _ERROR_OBJECTS:
+                del fields[key]
+                return str(value)
+        elif kind is dict:
+            if key in _ERROR_OBJECTS:
+                stack = error_stack(value)
+                if stack is not None:
+                    return stack
+        elif kind is list and key == "stack":  # zerolog with pkgerrors
+            del fields[key]
+            return stack_text(value)
+    return None
+
+
+# Serilog's compact log event format (https://clef-json.org/): ``@t`` is its
+# one required key; the others are optional, ``@l`` absent means Information.
+_CLEF_TIME: Final = "@t"
+
+
+def _from_clef(fields: dict[str, Any], peer: str, received: float, fmt: str) -> Record:
+    """A CLEF line: ``@t``, ``@m`` (or ``@mt`` rendered), ``@l``, ``@x``, ``SourceContext``.
+
+    The template (``@mt``), event id (``@i``) and renderings (``@r``) stay
+    in fields, so records of one template can be found together.
+    """
+    ts = _timestamp(fields, (_CLEF_TIME,), received)
+    value = fields.pop("@m", _MISSING)
+    if value is _MISSING:
+        template = fields.get("@mt")
+        message = render_template(template, fields) if type(template) is str else ""
+    else:
+        message = value if type(value) is str else _json_text(value)
+    level = _level(fields, "@l", fields.pop("@l", _MISSING))
+    value = fields.pop("SourceContext", _MISSING)
+    logger = value if type(value) is str else _json_text(value)
+    value = fields.get("@x")
+    exc: str | None = None
+    if type(value) is str:
+        del fields["@x"]
+        exc = value
     return Record(ts, received, level, logger, message, fields, exc, peer, fmt)
 
 

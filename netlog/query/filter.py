@@ -26,7 +26,9 @@ _DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: Record keys ``--field KEY=VALUE`` falls back to when ``fields`` has no KEY.
-_TOP_LEVEL: Final = ("level", "logger", "message", "peer", "format", "ts", "received", "exc")
+_TOP_LEVEL: Final = (
+    "level", "logger", "message", "peer", "format", "ts", "received", "exc", "host",
+)  # fmt: skip
 _MISSING: Final = object()
 
 

@@ -88,7 +88,8 @@ def format_time(ts: float) -> str:
 def encode_line(record: Record, new: str = "") -> bytes:
     r"""Encode *record* as one UTF-8 JSON line ending in ``b"\n"``.
 
-    Keys follow ARCHITECTURE.md's order; ``exc`` is left out when there is none.
+    Keys follow ARCHITECTURE.md's order; ``exc`` and ``host`` (a collected record's
+    machine, just before ``id``) are left out when there is none.
     ``id`` is the record's own when it has one (forwarded from another
     netlog), else ``new`` (the pipeline passes :func:`~netlog.record.new_id`'s),
     and left out when both are empty, so the function stays pure: the same
@@ -99,7 +100,7 @@ def encode_line(record: Record, new: str = "") -> bytes:
     so the result is exactly one line under any line-splitting rule.
     """
     try:
-        ts, received, level, logger, message, fields, exc, peer, fmt, record_id = record
+        ts, received, level, logger, message, fields, exc, peer, fmt, record_id, host = record
         # Readers may rely on ARCHITECTURE.md's types; a decoder slip (None for a
         # message, a tuple peer) goes the slow way and comes out as text.
         if not (
@@ -111,6 +112,7 @@ def encode_line(record: Record, new: str = "") -> bytes:
             and type(fields) is dict
             and (exc is None or type(exc) is str)
             and type(record_id) is str
+            and type(host) is str
         ):
             return _finish(_encode_sanitized(record, new))
         # Every record of one read shares its receive time: format it once.
@@ -126,10 +128,13 @@ def encode_line(record: Record, new: str = "") -> bytes:
             "exc": exc,
             "peer": peer,
             "format": fmt,
+            "host": host,
             "id": record_id if _is_id(record_id) else new,
         }
         if exc is None:
             del obj["exc"]  # absent, not null; the other keys keep their order
+        if not host:
+            del obj["host"]  # only collected records name a host: other lines are unchanged
         if not obj["id"]:
             del obj["id"]
         line = orjson.dumps(obj) + _NEWLINE  # compact: see _dumps_line
@@ -173,8 +178,8 @@ def _encode_sanitized(record: Any, new: str = "") -> bytes:
     try:
         budget = [_MAX_NODES]
         values = list(record)
-        values += [None] * (10 - len(values))
-        ts, received, level, logger, message, fields, exc, peer, fmt, record_id = values[:10]
+        values += [None] * (11 - len(values))
+        ts, received, level, logger, message, fields, exc, peer, fmt, record_id, host = values[:11]
         clean_fields = sanitize(fields, budget=budget)
         if not isinstance(clean_fields, dict):
             clean_fields = {"value": clean_fields}
@@ -190,6 +195,8 @@ def _encode_sanitized(record: Any, new: str = "") -> bytes:
             obj["exc"] = _text(exc)
         obj["peer"] = _text(peer)
         obj["format"] = _text(fmt)
+        if host:
+            obj["host"] = _text(host)
         own = record_id if type(record_id) is str and _is_id(record_id) else new
         if own:
             obj["id"] = _text(own)

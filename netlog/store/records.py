@@ -45,4 +45,5 @@ def record_from_json(obj: dict[str, Any]) -> Record:
         as_text(obj.get("peer") or ""),
         as_text(obj.get("format") or ""),
         as_text(obj.get("id") or ""),
+        as_text(obj.get("host") or ""),
     )

@@ -80,6 +80,7 @@ _KEY_DROPPED: Final = "store:dropped"
 _KEY_RESUMED: Final = "store:resumed"
 _KEY_RECREATED: Final = "store:recreated"
 _KEY_EXPIRED: Final = "store:expired"
+_KEY_UNSHIPPED: Final = "store:unshipped"
 #: Seconds between looks for backups past ``max_age`` (and after each rotation).
 EXPIRY_CHECK_INTERVAL: Final = 60.0
 #: The receive time in a stored line, found without parsing the whole line.
@@ -183,8 +184,16 @@ class JsonlFileSink:
         report: Reporter | None = None,
         max_age: float = 0.0,
         clock: Callable[[], float] = time.time,
+        retain: Callable[[Path], bool] | None = None,
+        retain_limit: int = 0,
     ) -> None:
         self.directory = directory
+        self.retain = retain
+        """Whether a backup is not yet forwarded: retention keeps it (:meth:`_may_delete`)."""
+        self.retain_limit = retain_limit
+        """Store bytes past which even unforwarded backups are deleted."""
+        self.forward_unshipped_deleted = 0
+        """Backups deleted before they were forwarded, the store being over ``retain_limit``."""
         self.max_age = max_age
         """Seconds: backups whose newest record is older are deleted (0: never)."""
         self._clock = clock
@@ -603,6 +612,8 @@ class JsonlFileSink:
         for _ in range(_PRUNE_PER_ROTATION):
             if len(backups) <= self.backups:
                 break
+            if not self._may_delete(backups[0]):
+                break
             oldest = backups.popleft()
             oldest.unlink(missing_ok=True)
         self._next_expiry = 0.0  # a new backup: look at ages at the next flush
@@ -636,6 +647,8 @@ class JsonlFileSink:
             newest = _newest_record_time(oldest)
             if newest is not None and newest >= cutoff:
                 break
+            if not self._may_delete(oldest):
+                break
             try:
                 oldest.unlink(missing_ok=True)
             except OSError as exc:
@@ -651,6 +664,31 @@ class JsonlFileSink:
                 _KEY_EXPIRED,
             )
         return deleted
+
+    def _may_delete(self, backup: Path) -> bool:
+        """Retention's check: a backup not yet forwarded stays while the store is under its bound.
+
+        Over ``retain_limit`` (the files' total size) it goes anyway, reported
+        and counted: a destination down for ever must not fill the disk.
+        """
+        if self.retain is None:
+            return True
+        try:
+            if not self.retain(backup):
+                return True
+        except OSError:
+            return True
+        total = sum(_file_size(path) for path in (*self._backup_paths, self.path))
+        if total <= self.retain_limit:
+            return False
+        self.forward_unshipped_deleted += 1
+        self._say(
+            f"deleted {backup.name} before it was forwarded: the store holds {total} bytes, "
+            f"over --forward-backlog {self.retain_limit} ({self.forward_unshipped_deleted} "
+            "such files in total)",
+            _KEY_UNSHIPPED,
+        )
+        return True
 
     def sync(self) -> None:
         """Flush, then fsync, so the records survive a power cut; never raises."""
@@ -729,6 +767,13 @@ def _newest_record_time(path: Path) -> float | None:
         return os.fstat(fd).st_mtime
     finally:
         os.close(fd)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _skip(lines: deque[bytes], count: int) -> Iterable[bytes]:

@@ -432,6 +432,8 @@
     const ol = section.querySelector("ol");
     ol.replaceChildren();
     const values = answer.values || [];
+    // host: shown where records name one (netlog collect's store), hidden elsewhere.
+    if ("hideEmpty" in section.dataset) section.hidden = !values.length && !answer.other;
     const top = values.length ? values[0].count : 0;
     for (const { value, count } of values) {
       const li = el("li");

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netlog.settings import PORT_FLAGS
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 #: The variables by which coverage measures a process it did not start itself.
@@ -153,7 +155,7 @@ def start(
         "--responder-port": "0",
         "--log-tcp-port": "0",
         "--log-udp-port": "0",
-        "--http-port": "0",
+        **dict.fromkeys(PORT_FLAGS, "0"),
         "--log-dir": str(log_dir),
         "--console": "off",
         "--flush-interval": "0.05",

@@ -26,6 +26,7 @@ from reliability_kit import (
     wait_lines,
 )
 
+from netlog.settings import PORT_FLAGS
 from netlog.store.writer import FILE_NAME, rotated_paths
 from netlogproc import ROOT, command, wait_for
 
@@ -174,9 +175,9 @@ class TestLogDirDeleted:
 
 def serve_second(log_dir, timeout: float = 20.0) -> subprocess.CompletedProcess:
     """Start a server on ``log_dir`` to completion (it should refuse at once)."""
-    ephemeral = ["--host", "127.0.0.1", "--console", "off", "--http-port", "-1"]
-    for option in ("--echo-port", "--responder-port", "--log-tcp-port", "--log-udp-port"):
-        ephemeral += [option, "0"]
+    ephemeral = ["--host", "127.0.0.1", "--console", "off"]
+    for option in PORT_FLAGS:
+        ephemeral += [option, "-1" if option == "--http-port" else "0"]
     try:
         return subprocess.run(
             command(*ephemeral, "--log-dir", str(log_dir)),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from netlog.settings import PORT_FLAGS
 from netlogproc import ROOT, command, wait_for
 
 
@@ -33,9 +34,9 @@ def run_cli(*args, env=None, timeout=30):
 def ephemeral(log_dir, *overrides: str) -> list[str]:
     """Every listener on an ephemeral 127.0.0.1 port, then ``overrides``."""
     args = ["--host", "127.0.0.1", "--log-dir", str(log_dir)]
-    for option in ("--echo-port", "--responder-port", "--log-tcp-port", "--log-udp-port"):
+    for option in PORT_FLAGS:
         args += [option, "0"]
-    return [*args, "--http-port", "0", *overrides]
+    return [*args, *overrides]
 
 
 def catches_sigterm(pid: int) -> bool:
@@ -236,16 +237,9 @@ class TestEntryPoints:
                 "serve",
                 "--host",
                 "127.0.0.1",
+                *[arg for flag in PORT_FLAGS for arg in (flag, "-1")],
                 "--echo-port",
                 "0",
-                "--responder-port",
-                "-1",
-                "--log-tcp-port",
-                "-1",
-                "--log-udp-port",
-                "-1",
-                "--http-port",
-                "-1",
                 "--ready-file",
                 str(ready),
             ],

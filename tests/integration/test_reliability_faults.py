@@ -35,6 +35,7 @@ from reliability_kit import (
 )
 
 from netlog.client import SinkHandler
+from netlog.settings import PORT_FLAGS
 from netlogproc import ROOT, command, wait_for
 
 LOG_ONLY = ("--echo-port", "-1", "--responder-port", "-1", "--http-port", "-1")
@@ -355,10 +356,10 @@ def parse_lines_tolerant(path):
 
 def run_serve(log_dir, timeout=30):
     ephemeral = ["--host", "127.0.0.1"]
-    for option in ("--echo-port", "--responder-port", "--log-tcp-port", "--log-udp-port"):
-        ephemeral += [option, "0"]
+    for option in PORT_FLAGS:
+        ephemeral += [option, "-1" if option == "--http-port" else "0"]
     return subprocess.run(
-        command(*ephemeral, "--http-port", "-1", "--log-dir", str(log_dir)),
+        command(*ephemeral, "--log-dir", str(log_dir)),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -15,6 +15,7 @@ from netlog.sinks.console import ConsoleSink
 from netlog.sinks.encode import encode_line, format_time, line_id, sanitize
 from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
+from netlog.store.records import record_from_json
 
 KEYS = ["ts", "received", "level", "logger", "message", "fields", "peer", "format"]
 KEYS_WITH_EXC = ["ts", "received", "level", "logger", "message", "fields", "exc", "peer", "format"]
@@ -45,7 +46,13 @@ def check_line(line):
     assert len(text.splitlines()) == 1  # also no U+2028/U+2029/U+0085/\x1c-\x1e
     assert text.isprintable() or not any(ch in text for ch in "\x7f\x85\x9b\u2028\u2029\u202e")
     obj = json.loads(text)
-    assert list(obj) in (KEYS, KEYS_WITH_EXC)
+    keys = list(obj)
+    if "host" in keys:  # a collected record's machine: after format, before id
+        assert keys.index("host") == len(keys) - 1 - ("id" in keys)
+        assert isinstance(obj["host"], str)
+        assert obj["host"]
+        keys.remove("host")
+    assert keys in (KEYS, KEYS_WITH_EXC)
     assert isinstance(obj["fields"], dict)
     for key in ("ts", "received", "level", "logger", "message", "peer", "format"):
         assert isinstance(obj[key], str)
@@ -413,3 +420,35 @@ class TestRecordId:
         ids = [json.loads(line)["id"] for line in lines]
         assert len(set(ids)) == 3
         assert ids == sorted(ids)
+
+
+class TestHost:
+    """A collected record's ``host``: before ``id`` when set, absent (line unchanged) when not."""
+
+    def test_no_host_leaves_the_line_as_it_was(self):
+        plain = encode_line(make(), "01HF7YAVEW0NTH54D9GGNPF71N")
+        assert b'"host"' not in plain
+        assert plain == encode_line(make(host=""), "01HF7YAVEW0NTH54D9GGNPF71N")
+
+    def test_host_comes_just_before_the_id(self):
+        check_line(encode_line(make(host="web-1")))
+        line = encode_line(make(host="web-1"), "01HF7YAVEW0NTH54D9GGNPF71N")
+        obj = json.loads(line)
+        assert list(obj)[-2:] == ["host", "id"]
+        assert obj["host"] == "web-1"
+        assert line_id(line) == "01HF7YAVEW0NTH54D9GGNPF71N"  # still found at the end
+
+    def test_a_host_line_is_the_plain_line_with_the_key_added(self):
+        plain = encode_line(make(), "01HF7YAVEW0NTH54D9GGNPF71N")
+        hosted = encode_line(make(host="db"), "01HF7YAVEW0NTH54D9GGNPF71N")
+        assert hosted == plain.replace(b',"id":', b',"host":"db","id":')
+
+    def test_a_host_that_is_not_text_goes_the_safe_way(self):
+        obj = check_line(encode_line(make(host=42)))
+        assert obj["host"] == "42"
+
+    def test_stored_line_reads_back_with_its_host(self):
+        line = encode_line(make(host="web-1"), "01HF7YAVEW0NTH54D9GGNPF71N")
+        record = record_from_json(json.loads(line))
+        assert record.host == "web-1"
+        assert encode_line(record) == line

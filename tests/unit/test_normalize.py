@@ -301,6 +301,7 @@ class TestFromText:
             "p",
             "text",
             "",  # the id: the pipeline gives it
+            "",  # the host: only collected records name one
         )
 
 
