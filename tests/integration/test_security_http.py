@@ -14,6 +14,9 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from prometheus_client.parser import text_string_to_metric_families
 
 from netlogproc import HOST, ROOT, command, server_environment, wait_for
@@ -307,3 +310,29 @@ class TestStart:
         wait_for(lambda: "serving on" in server.stderr(), what="the serving line")
         server.finish()
         assert "WARNING" not in server.stderr()
+
+
+class TestOtlp:
+    """The OTLP port shares the gate: the SDK's exporter sends the token through ``headers``."""
+
+    @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
+    def test_exporter_with_and_without_the_token(self, netlog_factory):
+        server = netlog_factory("--auth-token", TOKEN, "--otlp-port", "0")
+        endpoint = f"http://{HOST}:{server.ports['otlp']}/v1/logs"
+        for name, headers in (("otlp.with", bearer()), ("otlp.without", None)):
+            provider = LoggerProvider()
+            exporter = OTLPLogExporter(endpoint=endpoint, timeout=10, headers=headers)
+            provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+            handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+            log_through_handler(name, handler, f"from {name}")
+            provider.shutdown()
+        assert only_marker_written(server, "marker", bearer()) == ["from otlp.with", "marker"]
+        assert metric(server, "netlog_http_auth_failures_total", headers=bearer()) == 1
+        status, _, _ = request(server, "GET", "/", headers={})
+        assert status == 200  # the HTTP port's login page; the OTLP port serves none
+        conn = http.client.HTTPConnection(HOST, server.ports["otlp"], timeout=TIMEOUT)
+        try:
+            conn.request("GET", "/")
+            assert conn.getresponse().status == 401
+        finally:
+            conn.close()
