@@ -96,6 +96,15 @@ class FeedCounts(Protocol):
     def recent_bytes(self) -> int: ...
 
 
+class GuardCounts(Protocol):
+    """What the HTTP port's gate tells (``netlog.security.HttpGuard``)."""
+
+    @property
+    def auth_failures(self) -> int: ...
+    @property
+    def refused(self) -> Counter[str]: ...
+
+
 class Metrics:
     """netlog's metrics: the shared :class:`Stats` plus whichever parts are running.
 
@@ -109,6 +118,7 @@ class Metrics:
         self.files: FileCounts | None = None
         self.responder: ProbeCounts | None = None
         self.feed: FeedCounts | None = None
+        self.guard: GuardCounts | None = None
         self.forward: Callable[[], dict[str, Any]] | None = None
         """The forwarder's status (its status file and the runner's counts), when forwarding."""
         self.draining = False
@@ -219,6 +229,20 @@ class _Collector(Collector):
 
     @staticmethod
     def _parts(m: Metrics) -> Iterator[Metric]:
+        if m.guard is not None:
+            yield _single(
+                "netlog_http_auth_failures",
+                "HTTP requests refused 401 for a missing or wrong token, and failed logins.",
+                m.guard.auth_failures,
+            )
+            refused = Counter(dict.fromkeys(("host", "cross_site", "auth", "throttled"), 0))
+            refused.update(m.guard.refused)
+            yield _counter(
+                "netlog_http_refused",
+                "HTTP requests refused by the gate, by reason (host, cross_site, auth, throttled).",
+                "reason",
+                refused,
+            )
         if m.files is not None:
             f = m.files
             yield _single("netlog_records_written", "Records written to records.jsonl.", f.written)

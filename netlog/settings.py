@@ -206,6 +206,22 @@ def _host(text: str) -> str:
     return text.strip()
 
 
+def _host_list(text: str) -> tuple[str, ...]:
+    """``a.example, b.example`` -> the names; ``*`` allows any ``Host``."""
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    if any(" " in name or "/" in name for name in names):
+        raise OptionError(f"{text!r} is not a comma-separated list of host names")
+    return names
+
+
+def _token(text: str) -> str:
+    """An access token: surrounding spaces dropped, never empty (an empty one guards nothing)."""
+    value = text.strip()
+    if not value:
+        raise OptionError("an empty token: set a value or leave the option out")
+    return value
+
+
 def _nats_urls(text: str) -> str:
     """``nats://a:4222,tls://b:4222`` (or bare ``host:port``): the servers, checked."""
     urls = [part.strip() for part in text.split(",") if part.strip()]
@@ -462,6 +478,36 @@ class Settings:
             " never `records.jsonl`; counted in `/metrics`; `0` keeps them (then `--backups`"
             " alone decides)",
             shown="0 (off)",
+        ),
+    )
+    allowed_hosts: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_option(
+            _host_list,
+            "more Host names the HTTP port answers, comma-separated; * allows any",
+            readme="more `Host` names the HTTP port answers (comma-separated) besides"
+            " `localhost`, IP addresses and the machine's name; `*` allows any (turns off"
+            " the DNS-rebinding defence)",
+        ),
+    )
+    auth_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_option(
+            _token,
+            "require this token on every HTTP route but /health",
+            readme="require `Authorization: Bearer TOKEN` (or the viewer's login cookie) on"
+            " every HTTP route but `/health`; prefer the variable or `--auth-token-file`"
+            " to the flag, which `ps` shows",
+        ),
+    )
+    auth_token_file: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "read the access token from this file at start",
+            readme="read the access token from this file once at start (surrounding"
+            " whitespace dropped; a missing or empty file stops the start)",
         ),
     )
     nats: str = field(

@@ -14,6 +14,11 @@ One ``gevent.pywsgi.WSGIServer`` in the serving process.  Routes:
   server-sent event stream from :class:`netlog.viewer.RecordFeed`.
 * ``GET /api/records``, ``/api/records/ID``, ``/api/histogram``,
   ``/api/facets``: the history search (:mod:`servers.api`), run off the hub.
+* ``POST /login``: the login page's form; the session cookie when the
+  token is right.
+
+Before routing, :class:`netlog.security.HttpGuard` checks ``Host``, cross-site
+browser requests and the access token (issue 21); a refusal reads no body.
 
 At shutdown, :meth:`HttpServer.shutdown` ends every event stream, closes
 idle keep-alive connections at once and gives requests in flight a moment.
@@ -48,6 +53,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import HTTPStatus
 from typing import Any, Final
+from urllib.parse import parse_qs
 
 import gevent
 import gevent.event
@@ -61,6 +67,7 @@ from netlog.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netlog.metrics import Metrics
 from netlog.record import format_peer
 from netlog.report import Reporter
+from netlog.security import LOGIN, HttpGuard, Verdict, allowed_hosts, session_cookie_name
 from netlog.settings import DEFAULT_MAX_LINE, DEFAULT_OTLP_MAX_BODY
 from netlog.sinks.pipeline import Pipeline
 from netlog.viewer import RecordFeed, load_assets
@@ -100,7 +107,11 @@ _PAGE_HEADERS: Final = [
     ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
 ]
+_NOSNIFF: Final = ("X-Content-Type-Options", "nosniff")
+#: Bytes of a ``POST /login`` body read at most: a form with one token.
+_MAX_LOGIN_BODY: Final = 4096
 _NO_STORE: Final = ("Cache-Control", "no-store")
 _SOCKET_REPR: Final = re.compile(r"^<[^>]*>: ")
 #: One header field line (RFC 9110 5.1, 5.5): a token, a colon right after
@@ -131,6 +142,7 @@ class _Refused(BaseException):
         phrase = HTTPStatus(self.status).phrase.encode()
         return (
             b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"X-Content-Type-Options: nosniff\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
             % (self.status, phrase, len(body), body)
         )
@@ -290,6 +302,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         max_line: int = DEFAULT_MAX_LINE,
         max_body: int = MAX_BODY,
         api: QueryApi | None = None,
+        guard: HttpGuard | None = None,
         name: str = "http",
         routes: frozenset[str] | None = None,
         otlp_max_body: int = DEFAULT_OTLP_MAX_BODY,
@@ -315,6 +328,12 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.max_frame = max_frame
         self.max_body = max_body
         self.api = api
+        self.guard = guard or HttpGuard(
+            allowed_hosts((), bound=listener[0], hostname=""),
+            None,
+            cookie_name=session_cookie_name(listener[1]),
+        )
+        """Host, cross-site and token checks before anything else (:mod:`netlog.security`)."""
         self.name = name
         self.routes = routes
         """The only fixed routes served (the OTLP port's), or ``None`` for all."""
@@ -401,7 +420,10 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
         route, handler, methods = self._route(path)
-        if method not in methods:
+        verdict = self.guard.check(environ, time.monotonic())
+        if verdict is not None:
+            status, headers, body = self._gate(environ, verdict)
+        elif method not in methods:
             status, headers, body = _text(
                 405, f"{method} not allowed on {path}", ("Allow", ", ".join(methods))
             )
@@ -412,6 +434,8 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
                 self.report(f"HTTP {method} {path} failed: {exc!r}", key=f"http:500:{route}")
                 status, headers, body = _text(500, "internal error (reported on the server)")
         self.stats.http_requests[(route, status)] += 1
+        if _NOSNIFF not in headers:
+            headers = [*headers, _NOSNIFF]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         if method == "HEAD" and isinstance(body, list):
             return []
@@ -425,6 +449,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
             "/health": (self._health, ("GET", "HEAD")),
             "/metrics": (self._metrics, ("GET", "HEAD")),
             "/events": (self._events, ("GET",)),
+            "/login": (self._login, ("POST",)),
             OTLP_PATH: (self._otlp, ("POST",)),
         }
         if self.routes is not None:
@@ -444,6 +469,34 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
                 route = "/api/other"
             return route, self._api, ("GET", "HEAD")
         return "other", self._not_found, ("GET", "HEAD", "POST")
+
+    def _gate(self, environ: dict[str, Any], verdict: Verdict) -> Response:
+        """The guard's answer: the login page, or a refusal with no body read."""
+        if verdict is LOGIN:
+            if self.routes is not None:  # the OTLP port serves no page
+                return _text(401, "unauthorized", ("WWW-Authenticate", "Bearer"))
+            return self._asset(environ, "GET", "/login.html")
+        forget_body(environ["wsgi.input"])
+        return _text(verdict.status, verdict.text, *verdict.headers, ("Connection", "close"))
+
+    def _login(self, environ: dict[str, Any], _method: str, _path: str) -> Response:
+        """``POST /login`` from the login page: ``token=...``; the session cookie when right."""
+        if not self.guard.token_set:
+            return _text(404, "no access token is set: nothing to log in to")
+        stream = environ["wsgi.input"]
+        data: bytes = stream.read(_MAX_LOGIN_BODY + 1)
+        if len(data) > _MAX_LOGIN_BODY:
+            forget_body(stream)
+            return _text(413, "too large for a token", ("Connection", "close"))
+        try:
+            form = parse_qs(data.decode("utf-8", "replace"), max_num_fields=4)
+        except ValueError:
+            return _text(400, "a login form has one field, token")
+        token = (form.get("token") or [""])[0]
+        cookie = self.guard.login(token, str(environ.get("REMOTE_ADDR", "")), time.monotonic())
+        if cookie is None:
+            return _text(401, "unauthorized", ("WWW-Authenticate", "Bearer"))
+        return 204, [_NO_STORE, ("Set-Cookie", cookie)], []
 
     def _otlp(self, environ: dict[str, Any], _method: str, _path: str) -> Response:
         status, headers, body = handle_export(self, environ)

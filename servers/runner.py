@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +36,14 @@ from netlog.forward.forwarder import read_status
 from netlog.forward.positions import unshipped
 from netlog.metrics import Metrics
 from netlog.report import Reporter
+from netlog.security import (
+    HttpGuard,
+    TokenError,
+    allowed_hosts,
+    exposure_warning,
+    load_token,
+    session_cookie_name,
+)
 from netlog.settings import DISABLED, Settings
 from netlog.sinks.console import ConsoleSink
 from netlog.sinks.pipeline import Pipeline, Sink
@@ -116,6 +125,8 @@ class Runner:
         self.log_datagrams: list[LogDatagramServer] = []
         """Every datagram listener that takes records (log_udp, and other protocols)."""
         self.http: HttpServer | None = None
+        self.guard: HttpGuard | None = None
+        """The HTTP and OTLP ports' gate (Host, cross-site, token), made at start."""
         self.otlp: HttpServer | None = None
         """The OTLP/HTTP port: an HttpServer serving only ``/v1/logs`` and ``/health``."""
         self.feed: RecordFeed | None = None
@@ -187,6 +198,16 @@ class Runner:
 
     def _start(self) -> None:
         s = self.settings
+        try:
+            token = load_token(s.auth_token, s.auth_token_file)
+        except TokenError as exc:
+            raise StartupError(str(exc)) from None
+        # One gate for the HTTP and OTLP ports: the same Host names and token.
+        self.guard = HttpGuard(
+            allowed_hosts(s.allowed_hosts or (), bound=s.host, hostname=socket.gethostname()),
+            token,
+            cookie_name=session_cookie_name(s.http_port),
+        )
         if any(port != DISABLED for port in self._record_ports()):
             self._open_sinks()
         if s.echo_port != DISABLED:
@@ -229,8 +250,12 @@ class Runner:
                 max_line=s.max_line,
                 api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
                 otlp_max_body=s.otlp_max_body,
+                guard=self.guard,
             )
             self._bind("http", "HTTP", self.http, s.http_port)
+            # Cookies ignore ports, so the name carries the one bound.
+            self.guard.cookie_name = session_cookie_name(int(self.http.address[1]))
+            self.metrics.guard = self.guard
         self._add_otlp()
         ports = {name: int(server.address[1]) for name, server in self._listeners}
         if s.ready_file is not None:
@@ -240,6 +265,9 @@ class Runner:
                 raise StartupError(f"cannot write ready file {s.ready_file}: {exc}") from exc
         listening = ", ".join(f"{name} {port}" for name, port in ports.items())
         self.report.write(f"netlog: serving on {s.host}: {listening or 'no listeners'}")
+        warning = exposure_warning(s.host, ports, token_set=token is not None)
+        if warning is not None:
+            self.report.write(warning)
         if self.files is not None and destination_names(s):
             self.forward = ForwardChild(child_env(s), self.report)
             self.forward.start()
@@ -303,6 +331,7 @@ class Runner:
             name="otlp",
             routes=frozenset({OTLP_PATH, "/health"}),
             otlp_max_body=s.otlp_max_body,
+            guard=self.guard,
         )
         self._bind("otlp", "OTLP/HTTP logs", self.otlp, s.otlp_port)
 

@@ -21,6 +21,10 @@ ASSETS: Final = {
     "/viewer.css": ("viewer.css", "text/css; charset=utf-8"),
     "/viewer.js": ("viewer.js", "text/javascript; charset=utf-8"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+    # The login page, served at / while an access token is set and missing.
+    "/login.html": ("login.html", "text/html; charset=utf-8"),
+    "/login.js": ("login.js", "text/javascript; charset=utf-8"),
+    "/login.css": ("login.css", "text/css; charset=utf-8"),
 }
 
 

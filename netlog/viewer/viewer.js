@@ -131,6 +131,10 @@
     } catch (_) {
       body = null;
     }
+    if (response.status === 401) {
+      // The session ended (the token changed, the cookie went): the login page.
+      window.location.reload();
+    }
     if (!response.ok) {
       const error = new Error((body && body.error) || response.status + " " + response.statusText);
       error.status = response.status;

@@ -91,7 +91,7 @@ def post(headers: bytes, body: bytes, version: bytes = b"HTTP/1.1") -> bytes:
     return (
         b"POST /log "
         + version
-        + b"\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        + b"\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
         + headers
         + (b"\r\n" + body)
     )
@@ -286,7 +286,7 @@ def _closed_nonblocking(sock: socket.socket) -> bool:
 
 
 def events_request(sock: socket.socket) -> None:
-    sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 
 
 class TestViewerMemory:
@@ -301,7 +301,7 @@ class TestViewerMemory:
         for i in range(posts):
             with connect(server, 30.0) as sock:
                 sock.sendall(
-                    b"POST /log HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                    b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
                     b"Content-Length: %d\r\nConnection: close\r\n\r\n"
                     % size
                     + body[:-8]

@@ -149,7 +149,7 @@ class TestBodies:
     def test_oversized_body_is_refused_unread(self, netlog):
         with socket.create_connection(netlog.address("http"), timeout=TIMEOUT) as sock:
             sock.sendall(
-                b"POST /log HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n{" % (11 << 20)
             )
             reply = b""
@@ -180,8 +180,8 @@ class TestBodies:
         "raw",
         [
             b"GARBAGE REQUEST LINE HERE\r\n\r\n",
-            b"POST /log HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"POST /log HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n",
+            b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: zz\r\n\r\n",
         ],
     )
     def test_malformed_requests_get_400_and_no_traceback(self, netlog, raw):

@@ -272,7 +272,15 @@ class TestAssets:
 
     def test_assets_load(self):
         assets = load_assets()
-        assert set(assets) == {"/", "/viewer.css", "/viewer.js", "/favicon.svg"}
+        assert set(assets) == {
+            "/",
+            "/viewer.css",
+            "/viewer.js",
+            "/favicon.svg",
+            "/login.html",
+            "/login.js",
+            "/login.css",
+        }
         page, content_type = assets["/"]
         assert content_type.startswith("text/html")
         assert b'src="viewer.js"' in page
