@@ -36,6 +36,7 @@ DEFAULT_LOG_TCP_PORT: Final = logging.handlers.DEFAULT_TCP_LOGGING_PORT  # 9020
 DEFAULT_LOG_UDP_PORT: Final = logging.handlers.DEFAULT_UDP_LOGGING_PORT  # 9021
 DEFAULT_HTTP_PORT: Final = logging.handlers.DEFAULT_HTTP_LOGGING_PORT  # 9022
 DEFAULT_GELF_PORT: Final = 12201  # Graylog's GELF inputs, UDP and TCP alike
+DEFAULT_LOG_TLS_PORT: Final = 6514  # syslog over TLS, RFC 5425
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
 DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
@@ -364,6 +365,41 @@ class Settings:
             " never `records.jsonl`; counted in `/metrics`; `0` keeps them (then `--backups`"
             " alone decides)",
             shown="0 (off)",
+        ),
+    )
+    log_tls_port: int = field(
+        default=DEFAULT_LOG_TLS_PORT,
+        metadata=_option(
+            _port,
+            "log sink TLS port (with --tls-cert): what the TCP port takes, over TLS",
+            readme="log sink over TLS (only with `--tls-cert`): everything the TCP port takes,"
+            " and RFC 5425 syslog as rsyslog's and syslog-ng's TLS outputs send it",
+        ),
+    )
+    tls_cert: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "PEM certificate (chain) that enables the TLS log port and HTTPS on the HTTP port",
+            readme="PEM certificate chain: enables the TLS log port and turns the HTTP port"
+            " into HTTPS; reloaded on `SIGHUP` for new connections",
+        ),
+    )
+    tls_key: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "PEM private key of --tls-cert (default: in the --tls-cert file)",
+            readme="PEM private key of `--tls-cert` (default: the key in the certificate file)",
+        ),
+    )
+    tls_client_ca: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "require client certificates signed by this CA (PEM) on the TLS log port",
+            readme="require and verify client certificates signed by this CA (PEM) on the"
+            " TLS log port (mutual TLS)",
         ),
     )
 
