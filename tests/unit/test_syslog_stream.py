@@ -166,3 +166,10 @@ class TestNonTransparent:
         decoder, records = whole(b"<14>" + b"x" * 200 + b"\n" + RFC3164 + b"\n", max_line=100)
         assert [r.logger for r in records] == ["su"]
         assert decoder.dropped["line_too_long"] == 1
+
+    def test_rsyslog_traditional_tag_without_colon(self):
+        """rsyslog forwards an RFC 5424 message traditionally as ``APP[PROCID] MSG``: no colon."""
+        _, records = whole(b"<11>Nov 30 22:00:00 web1 auth[77] forwarded message 0\n")
+        assert [(r.logger, r.message, r.fields["procid"]) for r in records] == [
+            ("auth", "forwarded message 0", "77")
+        ]
