@@ -64,6 +64,12 @@ def _context(cert: Path, key: Path | None, client_ca: Path | None) -> ssl.SSLCon
     except (OSError, ssl.SSLError) as exc:
         what = f"{cert} and {key}" if key is not None else str(cert)
         raise TlsError(f"cannot load the TLS certificate {what}: {_reason(exc)}") from exc
+    # No TLS 1.3 session tickets: a log sender never reads, so tickets sent
+    # after the handshake sat unread in its socket, and closing a socket with
+    # unread data sends a reset, which makes the kernel here discard what the
+    # sender had written and netlog had not read yet (records lost).  Long-lived
+    # log connections gain nothing from resumption.
+    context.num_tickets = 0
     if client_ca is not None:
         try:
             context.load_verify_locations(cafile=client_ca)

@@ -168,6 +168,22 @@ class TestClients:
         assert sorted(r["fields"]["n"] for r in records) == list(range(20))
         assert {(r["format"], r["level"]) for r in records} == {("json", "error")}
 
+    def test_sender_that_never_reads_loses_nothing(self, netlog_factory, pki):
+        """A client that writes a large batch and closes at once, never reading: all arrive.
+
+        With TLS 1.3 session tickets the server would write after the
+        handshake; unread, they make the client's close a reset, and the
+        kernel drops what netlog had not read yet (found by the TLS ingest bench).
+        """
+        server = netlog_factory(*tls_args(pki))
+        count = 40_000
+        sock = tls_connect(server, pki)
+        sock.sendall(
+            b"".join(b'{"event": "batch %d", "pad": "%s"}\n' % (i, b"x" * 60) for i in range(count))
+        )
+        sock.close()
+        assert len(server.wait_records(count, timeout=60)) == count
+
     def test_https_on_the_http_port(self, netlog_factory, pki):
         """The certificate turns the HTTP port into HTTPS; plain HTTP gets no answer."""
         server = netlog_factory(*tls_args(pki))
