@@ -43,6 +43,7 @@ DEFAULT_OTLP_PORT: Final = 4318  # OTLP/HTTP's registered port
 #: batches of 512 records; parsing the worst 4 MiB (2 million empty
 #: messages) costs upb about 300 MB for the moment it takes.
 DEFAULT_OTLP_MAX_BODY: Final = 4 << 20
+DEFAULT_LOG_TLS_PORT: Final = 6514  # syslog over TLS, RFC 5425
 DEFAULT_LOG_DIR: Final = Path("./netlog-data")
 DEFAULT_CONSOLE: Final[ConsoleMode] = "pretty"
 DEFAULT_CONSOLE_SRC: Final[SourceMode] = "short"
@@ -578,6 +579,41 @@ class Settings:
             "CA file that verifies a tls:// syslog collector (default: the system's CAs)",
             readme="CA certificates (PEM) that verify a `tls://` syslog collector; without it,"
             " the system's CAs",
+        ),
+    )
+    log_tls_port: int = field(
+        default=DEFAULT_LOG_TLS_PORT,
+        metadata=_option(
+            _port,
+            "log sink TLS port (with --tls-cert): what the TCP port takes, over TLS",
+            readme="log sink over TLS (only with `--tls-cert`): everything the TCP port takes,"
+            " and RFC 5425 syslog as rsyslog's and syslog-ng's TLS outputs send it",
+        ),
+    )
+    tls_cert: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "PEM certificate (chain) that enables the TLS log port and HTTPS on the HTTP port",
+            readme="PEM certificate chain: enables the TLS log port and turns the HTTP port"
+            " into HTTPS; reloaded on `SIGHUP` for new connections",
+        ),
+    )
+    tls_key: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "PEM private key of --tls-cert (default: in the --tls-cert file)",
+            readme="PEM private key of `--tls-cert` (default: the key in the certificate file)",
+        ),
+    )
+    tls_client_ca: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "require client certificates signed by this CA (PEM) on the TLS log port",
+            readme="require and verify client certificates signed by this CA (PEM) on the"
+            " TLS log port (mutual TLS)",
         ),
     )
 

@@ -35,6 +35,9 @@ What an attacker can do to the port is bounded (issue 15, items 5 and 13):
   arrives, the connection that has waited longest for its request (an idle
   keep-alive one, or one still sending its headers) is closed to make room,
   so ``/health`` always gets in; counted in ``notes["http_shed"]``.
+* With ``--tls-cert`` the port is HTTPS only: the TLS handshake runs in
+  the connection's greenlet, is one of the connections waiting (shed first
+  when the slots are full) and must finish within the header timeout.
 * ``/events`` serves at most :data:`~netlog.viewer.feed.MAX_SUBSCRIBERS`
   pages; more get 503.
 * Ambiguous framing (RFC 9112 6.3: ``Content-Length`` with
@@ -77,6 +80,7 @@ from servers.gevent_private import forget_body
 from servers.otlp import PATH as OTLP_PATH
 from servers.otlp import handle_export
 from servers.pool_watch import FullPoolWatch
+from servers.tls import TlsContexts, close, handshake, wrap
 
 __all__ = ["HEADER_TIMEOUT", "HEARTBEAT", "MAX_HEADER_BYTES", "MAX_HEADER_FIELDS", "HttpServer"]
 
@@ -306,6 +310,7 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         name: str = "http",
         routes: frozenset[str] | None = None,
         otlp_max_body: int = DEFAULT_OTLP_MAX_BODY,
+        tls: TlsContexts | None = None,
     ) -> None:
         super().__init__(
             listener,
@@ -338,6 +343,8 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.routes = routes
         """The only fixed routes served (the OTLP port's), or ``None`` for all."""
         self.otlp_max_body = otlp_max_body
+        self.tls = tls
+        """HTTPS with it: its ``http`` context, the one in force, for each new connection."""
         self.header_timeout = min(HEADER_TIMEOUT, idle_timeout)
         self.draining = False
         """Set when shutdown begins: ``/health`` answers 503."""
@@ -385,12 +392,33 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
         self.stats.connections_total[self.name] += 1
         self.stats.connections_open[self.name] += 1
         try:
+            if self.tls is not None:
+                sock = self._handshake(sock)
+                if sock is None:
+                    return
             # A peer that leaves while pywsgi answers a bad request makes its
             # send fail outside the application: nothing is left to do then.
             with contextlib.suppress(OSError):
                 super().handle(sock, address)
         finally:
             self.stats.connections_open[self.name] -= 1
+            if self.tls is not None and sock is not None:
+                close(sock)  # the SSL socket owns the descriptor now
+
+    def _handshake(self, sock: Any) -> Any:
+        """HTTPS: the TLS handshake within the header timeout, as a waiting connection."""
+        assert self.tls is not None
+        tls = wrap(sock, self.tls.http)
+        me = gevent.getcurrent()
+        self.waiting[me] = None
+        try:
+            done = handshake(tls, self.header_timeout, self.stats, self.report, self.name)
+        except BaseException:  # shed, or shutdown: the SSL socket owns the descriptor
+            close(tls)
+            raise
+        finally:
+            self.waiting.pop(me, None)
+        return tls if done else None
 
     def begin_drain(self) -> None:
         """Shutdown has begun: ``/health`` fails from now on."""

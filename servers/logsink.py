@@ -157,7 +157,9 @@ def read_buffered(sock: Any) -> bytes:
     Bounded by what FIONREAD reports at the start, so a peer that keeps
     sending cannot hold shutdown open.
     """
-    remaining = buffered_bytes(sock)
+    # A TLS socket may hold decrypted bytes besides the kernel's encrypted ones.
+    pending = getattr(sock, "pending", None)
+    remaining = buffered_bytes(sock) + (pending() if pending is not None else 0)
     chunks = []
     sock.settimeout(0.0)
     while remaining > 0:
@@ -287,8 +289,11 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             self._unproven[me] = connection
         self.stats.connections_total[self.name] += 1
         self.stats.connections_open[self.name] += 1
+        opened = None
         try:
-            self._serve(sock, connection)
+            opened = self._open(sock)
+            if opened is not None:
+                self._serve(opened, connection)
         except DecodeError as exc:
             self.stats.bad_frame(exc.reason)
             self.report(f"log connection from {peer} closed: {exc}", key=exc.reason)
@@ -320,18 +325,31 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
                 key="internal_error",
             )
         finally:
+            if opened is not None:
+                self._close(opened)
             self._connections.pop(me, None)
             self._unproven.pop(me, None)
             self.unfinished -= connection.held
             self.stats.connections_open[self.name] -= 1
             self._account(decoder, peer)
 
+    def _open(self, sock: Any) -> Any:
+        """The socket to read records from, or ``None`` to close it unread (TLS: the handshake)."""
+        return sock
+
+    def _close(self, sock: Any) -> None:
+        """Close what ``_open`` made; gevent closes the accepted socket itself."""
+
+    def _announce(self, sock: Any) -> None:
+        """Shutdown has begun: tell the peer (see :func:`_announce_shutdown`)."""
+        _announce_shutdown(sock)
+
     def _serve(self, sock: Any, connection: _Connection) -> None:
         decoder = connection.decoder
         draining = self.draining
         sock.settimeout(DRAIN_QUIET if draining else self.idle_timeout)
         if draining:
-            _announce_shutdown(sock)
+            self._announce(sock)
         reads = unyielded = 0
         while True:
             if draining and time.monotonic() >= self.drain_deadline:
@@ -348,7 +366,7 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             except StartDrain:
                 draining = True
                 sock.settimeout(DRAIN_QUIET)
-                _announce_shutdown(sock)
+                self._announce(sock)
                 continue
             except DrainNow:
                 self._final_read(sock, connection)

@@ -63,6 +63,7 @@ from servers.logsink import (
 )
 from servers.otlp import PATH as OTLP_PATH
 from servers.responder import ResponderServer
+from servers.tls import TlsContexts, TlsError, TlsLogStreamServer
 
 #: How long echo connections get at shutdown, at most (they promise nothing).
 ECHO_GRACE = 1.0
@@ -136,6 +137,8 @@ class Runner:
         self._listeners: list[tuple[str, Any]] = []
         self.gelf_udp: GelfDatagrams | None = None
         """GELF's UDP decoder: its partial chunked messages are given up at shutdown."""
+        self.tls: TlsContexts | None = None
+        """The TLS contexts, with ``--tls-cert``: the TLS log port's and HTTPS's."""
 
     # -- start-up -----------------------------------------------------------
 
@@ -171,11 +174,35 @@ class Runner:
 
     def _on_harmless_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
+        if signum == signal.SIGHUP and self.tls is not None:
+            self._reload_tls()
         if signum == signal.SIGHUP and self.files is not None:
             self.files.reopen()
             self.report(f"{name}: reopened {self.files.path}", key="signal:SIGHUP")
             return
         self.report(f"{name} ignored", key=f"signal:{name}")
+
+    def _reload_tls(self) -> None:
+        """SIGHUP: new connections get the certificate now in the files; open ones keep theirs."""
+        assert self.tls is not None
+        try:
+            self.tls.reload()
+        except TlsError as exc:
+            self.report(f"SIGHUP: {exc}; still serving the previous one", key="signal:tls")
+            return
+        self.report(f"SIGHUP: reloaded the TLS certificate {self.tls.cert}", key="signal:tls")
+
+    def _load_tls(self) -> None:
+        """Load ``--tls-cert`` (and key, client CA) once at start; a bad file stops ``serve``."""
+        s = self.settings
+        if s.tls_cert is None:
+            if s.tls_key is not None or s.tls_client_ca is not None:
+                raise StartupError("--tls-key and --tls-client-ca need --tls-cert")
+            return
+        try:
+            self.tls = TlsContexts(s.tls_cert, s.tls_key, s.tls_client_ca)
+        except TlsError as exc:
+            raise StartupError(str(exc)) from None
 
     def _stop_now(self, signum: int) -> None:
         """A second stop signal: write and fsync what is decoded, summary, exit 1.
@@ -196,18 +223,24 @@ class Runner:
         self.report.write(line + self.stats.summary(written) + self._file_notes())
         os._exit(1)
 
-    def _start(self) -> None:
+    def _make_guard(self) -> str | None:
+        """One gate for the HTTP and OTLP ports: the same Host names and token; the token."""
         s = self.settings
         try:
             token = load_token(s.auth_token, s.auth_token_file)
         except TokenError as exc:
             raise StartupError(str(exc)) from None
-        # One gate for the HTTP and OTLP ports: the same Host names and token.
         self.guard = HttpGuard(
             allowed_hosts(s.allowed_hosts or (), bound=s.host, hostname=socket.gethostname()),
             token,
             cookie_name=session_cookie_name(s.http_port),
         )
+        return token
+
+    def _start(self) -> None:
+        s = self.settings
+        token = self._make_guard()
+        self._load_tls()
         if any(port != DISABLED for port in self._record_ports()):
             self._open_sinks()
         if s.echo_port != DISABLED:
@@ -226,6 +259,8 @@ class Runner:
             )
             self._bind("responder", "the UDP responder", self.responder, s.responder_port)
         self._add_stream("log_tcp", "TCP logs", s.log_tcp_port)
+        if self.tls is not None:
+            self._add_stream("log_tls", "TLS logs", s.log_tls_port, tls=self.tls)
         self._add_datagrams("log_udp", "UDP logs", s.log_udp_port)
         self._add_gelf()
         self._add_stream(
@@ -251,6 +286,7 @@ class Runner:
                 api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
                 otlp_max_body=s.otlp_max_body,
                 guard=self.guard,
+                tls=self.tls,
             )
             self._bind("http", "HTTP", self.http, s.http_port)
             # Cookies ignore ports, so the name carries the one bound.
@@ -289,6 +325,7 @@ class Runner:
     def _record_ports(self) -> list[int]:
         """The ports of every listener that takes records: any enabled needs the store."""
         s = self.settings
+        tls = [s.log_tls_port] if s.tls_cert is not None else []
         return [
             s.log_tcp_port,
             s.log_udp_port,
@@ -297,6 +334,7 @@ class Runner:
             s.gelf_tcp_port,
             s.fluent_port,
             s.otlp_port,
+            *tls,
         ]
 
     def _add_gelf(self) -> None:
@@ -332,17 +370,25 @@ class Runner:
             routes=frozenset({OTLP_PATH, "/health"}),
             otlp_max_body=s.otlp_max_body,
             guard=self.guard,
+            tls=self.tls,
         )
         self._bind("otlp", "OTLP/HTTP logs", self.otlp, s.otlp_port)
 
     def _add_stream(
-        self, name: str, what: str, port: int, decoder: DecoderFactory | None = None
+        self,
+        name: str,
+        what: str,
+        port: int,
+        decoder: DecoderFactory | None = None,
+        *,
+        tls: TlsContexts | None = None,
     ) -> None:
-        """Start a stream listener of records on ``port`` unless it is disabled."""
+        """Start a stream listener of records on ``port`` unless disabled (TLS with ``tls``)."""
         s = self.settings
         if self.pipeline is None or port == DISABLED:
             return
-        server = LogStreamServer(
+        tls_args: dict[str, Any] = {} if tls is None else {"contexts": tls}
+        server = (LogStreamServer if tls is None else TlsLogStreamServer)(
             (s.host, port),
             self.pipeline,
             self.report,
@@ -352,6 +398,7 @@ class Runner:
             max_line=s.max_line,
             name=name,
             decoder=decoder,
+            **tls_args,
         )
         self._bind(name, what, server, port)
         self.log_streams.append(server)

@@ -2,6 +2,10 @@
 
 Made for scripts: exit 0 once every record reached the sink, 1 with one line
 on stderr when they did not within ``--timeout``, so a run is bounded.
+``--tls`` sends to the TLS log port (6514 by default), verifying the server
+against ``--ca`` (else the system's CAs); ``--cert``/``--key`` present a
+client certificate.  A TLS failure (an unverified server, a refused client
+certificate) is the one line's reason.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from collections.abc import Iterable
 from typing import Any, Final, TextIO
 
 from netlog.cli.argtypes import address, timeout
-from netlog.client import DEFAULT_ADDRESS, SinkHandler, parse_address
+from netlog.client import (
+    DEFAULT_ADDRESS,
+    DEFAULT_TLS_ADDRESS,
+    DEFAULT_TLS_PORT,
+    SinkHandler,
+    parse_address,
+)
 from netlog.settings import DEFAULT_LOG_TCP_PORT
 
 DEFAULT_LEVEL: Final = "INFO"
@@ -51,6 +61,14 @@ def add_send_parser(commands: argparse._SubParsersAction[Any]) -> None:
         help=f"level name (default {DEFAULT_LEVEL.lower()})",
     )
     send.add_argument("--logger", default=DEFAULT_LOGGER, help="logger name")
+    send.add_argument(
+        "--tls",
+        action="store_true",
+        help=f"send over TLS, verifying the server (default address {DEFAULT_TLS_ADDRESS})",
+    )
+    send.add_argument("--ca", help="PEM file of the CA that signed the server's certificate")
+    send.add_argument("--cert", help="PEM client certificate, for a sink that requires one")
+    send.add_argument("--key", help="PEM key of --cert (default: in the --cert file)")
     send.add_argument(
         "--timeout",
         type=timeout,
@@ -102,10 +120,27 @@ def _record(logger: str, level: int, text: str) -> logging.LogRecord:
 
 def run_send(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     """Send records; exit 1 if they were not all delivered within ``--timeout``."""
-    host, port = args.address or parse_address(os.environ.get("NETLOG_ADDRESS") or DEFAULT_ADDRESS)
-    handler = SinkHandler(
-        host, port, capacity=1_000_000, close_timeout=args.timeout, warn_undelivered=False
+    tls = args.tls or args.ca is not None or args.cert is not None
+    default = DEFAULT_TLS_ADDRESS if tls else DEFAULT_ADDRESS
+    host, port = args.address or parse_address(
+        os.environ.get("NETLOG_ADDRESS") or default,
+        DEFAULT_TLS_PORT if tls else DEFAULT_LOG_TCP_PORT,
     )
+    try:
+        handler = SinkHandler(
+            host,
+            port,
+            capacity=1_000_000,
+            close_timeout=args.timeout,
+            warn_undelivered=False,
+            tls=tls,
+            ca=args.ca,
+            cert=args.cert,
+            key=args.key,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"netlog send: cannot use the TLS files: {exc}", file=sys.stderr)
+        return 1
     level = logging.getLevelName(args.level)
     deadline = time.monotonic() + args.timeout
     count = 0
@@ -115,9 +150,10 @@ def run_send(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     delivered = handler.drain(max(0.0, deadline - time.monotonic()))
     handler.close(timeout=0.0)
     if not delivered:
+        why = f": {handler.last_error}" if handler.last_error is not None else ""
         print(
             f"netlog send: could not deliver {handler.queued or count} of {count} records "
-            f"to {host}:{port} within {args.timeout:g}s",
+            f"to {host}:{port} within {args.timeout:g}s{why}",
             file=sys.stderr,
         )
         return 1

@@ -7,6 +7,10 @@ A frame is the bytes of one record, not yet understood:
   the framing can no longer be trusted;
 * :class:`Lines`: LF-terminated lines on a stream, one trailing CR removed,
   a line over ``max_line`` dropped without buffering it whole;
+* :class:`OctetCounted`: RFC 6587 octet counting (``LEN SP MSG``), how
+  rsyslog, syslog-ng and Vector send syslog over TCP and RFC 5425 TLS; a
+  frame over ``max_line`` is skipped without buffering it, a header that
+  is not a count is fatal;
 * :func:`pickle_datagram`: one length-prefixed frame that must fill its
   datagram exactly (``DatagramHandler``).
 
@@ -24,6 +28,7 @@ in ``fatal`` for the decoder to raise after the good frames before it.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import TYPE_CHECKING, Final
 
@@ -32,7 +37,15 @@ from netlog.errors import DecodeError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PICKLE_START", "LengthPrefixed", "Lines", "is_pickle_start", "pickle_datagram"]
+__all__ = [
+    "PICKLE_START",
+    "LengthPrefixed",
+    "Lines",
+    "OctetCounted",
+    "is_octet_counted",
+    "is_pickle_start",
+    "pickle_datagram",
+]
 
 #: First bytes that mean pickle framing: a control byte other than TAB/LF/CR
 #: or a byte that cannot start UTF-8 (a sane frame's length starts with 0x00).
@@ -40,11 +53,31 @@ PICKLE_START: Final = frozenset(
     [*(b for b in range(0x20) if b not in b"\t\n\r"), 0x7F, *range(0x80, 0xC2), *range(0xF5, 0x100)]
 )
 _LENGTH: Final = struct.Struct(">I").unpack_from
+#: Digits in an RFC 6587 octet count at most: 9 is a billion bytes, far past any --max-line.
+_COUNT_DIGITS: Final = 9
+#: What starts an octet-counted syslog stream: a count, a space, a ``<PRI>``.
+_OCTET_START: Final = re.compile(rb"[1-9][0-9]{0,%d} <" % (_COUNT_DIGITS - 1))
 
 
 def is_pickle_start(first: int) -> bool:
     """Tell whether a stream or datagram whose first byte is ``first`` is pickle framing."""
     return first in PICKLE_START
+
+
+def is_octet_counted(head: bytes) -> bool | None:
+    """Whether a stream starting with ``head`` is RFC 6587 octet counting; ``None``: undecided.
+
+    Only a stream whose first byte is a digit asks: ``78 <11>1 2026-...`` is
+    octet counting, ``2026-11-30 12:00 started`` is a text line.  A head of
+    digits alone, or digits and a space, needs more bytes to tell.
+    """
+    if _OCTET_START.match(head):
+        return True
+    digits = len(head) - len(head.lstrip(b"0123456789"))
+    if head[:1] == b"0" or digits > _COUNT_DIGITS:
+        return False
+    rest = head[digits:]
+    return None if rest in (b"", b" ") else False
 
 
 def pickle_datagram(data: bytes, max_frame: int) -> bytes:
@@ -243,3 +276,114 @@ class Lines:
             self._too_long()
         else:
             self._buf += tail
+
+
+class OctetCounted:
+    """RFC 6587 octet-counted frames: ``LEN SP MSG``, as syslog collectors send them over TCP.
+
+    ``LEN`` is the decimal byte count of ``MSG``.  A frame longer than
+    ``max_line`` is skipped as it arrives (``line_too_long``), never
+    buffered, and framing resumes after it: the count says where it ends.
+    A header that is not a count (a letter, a count with a leading zero or
+    over 9 digits, no space) is fatal (``bad_octet_count``): nothing after
+    it can be framed.  Line endings between frames are tolerated, since
+    some senders add one.  At most ~``max_line`` bytes are ever buffered.
+    """
+
+    __slots__ = ("_buf", "_need", "_problem", "_skip", "fatal", "max_line")
+
+    #: What a partial frame is called in a "truncated" problem.
+    kind: Final = "syslog frame"
+
+    def __init__(self, max_line: int, problem: Callable[[str, str], None]) -> None:
+        self.max_line = max_line
+        self._problem = problem
+        self._buf = bytearray()
+        self._need = 0  # bytes the buffered frame needs in all, once its header is read
+        self._skip = 0  # bytes still to discard of a frame over max_line
+        self.fatal: DecodeError | None = None
+        """A header that is not an octet count: the stream cannot be framed any further."""
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered that are not yet a complete frame (or still to be skipped)."""
+        return len(self._buf) + (1 if self._skip else 0)
+
+    def clear(self) -> None:
+        """Forget the buffered bytes and any frame being skipped."""
+        self._buf.clear()
+        self._need = self._skip = 0
+
+    def push(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the frames it completes, in order, without their counts."""
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = data[self._skip :]
+            self._skip = 0
+        buf = self._buf
+        if buf:
+            # As LengthPrefixed: a frame arriving over many reads is copied
+            # once, when it is whole, not once per read.
+            buf += data
+            if self._need and len(buf) < self._need:
+                return []
+            data = bytes(buf)
+            buf.clear()
+        self._need = 0
+        frames: list[bytes] = []
+        end = len(data)
+        pos = 0
+        while pos < end:
+            if data[pos] in b"\r\n":
+                pos += 1
+                continue
+            header = self._header(data, pos, end)
+            if header is None:
+                break  # a count still arriving, or a bad one (then ``fatal``)
+            size, start = header
+            stop = start + size
+            if size > self.max_line:
+                self._problem(
+                    "line_too_long", f"dropped a syslog frame of {size} bytes, over {self.max_line}"
+                )
+                self._skip = max(0, stop - end)
+            elif stop > end:
+                self._need = stop - pos
+                break
+            else:
+                frames.append(data[start:stop])
+            pos = stop
+        if pos < end and self.fatal is None:
+            buf += memoryview(data)[pos:]
+        return frames
+
+    def _header(self, data: bytes, pos: int, end: int) -> tuple[int, int] | None:
+        """The count at ``pos`` and where its frame starts; ``None`` if incomplete or bad."""
+        space = data.find(b" ", pos, pos + _COUNT_DIGITS + 1)
+        if space < 0:
+            if end - pos > _COUNT_DIGITS or not data[pos:end].isdigit():
+                self._bad_header(data[pos : pos + _COUNT_DIGITS + 1])
+            return None
+        header = data[pos:space]
+        if not header.isdigit() or header[:1] == b"0":
+            self._bad_header(header)
+            return None
+        return int(header), space + 1
+
+    def finish(self) -> list[bytes]:
+        """The peer closed: a partial frame is lost (``truncated``), never returned."""
+        if self._buf or self._skip:
+            self._problem(
+                "truncated",
+                f"connection closed inside a syslog frame ({len(self._buf)} bytes lost)",
+            )
+        self.clear()
+        return []
+
+    def _bad_header(self, header: bytes) -> None:
+        self.fatal = DecodeError(
+            "bad_octet_count", f"syslog frame header {header[:12]!r} is not an octet count"
+        )
+        self.clear()

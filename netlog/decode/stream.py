@@ -11,9 +11,21 @@ Framing and format, decided once per connection from its first byte
   byte that cannot start UTF-8 (0x80-0xC1, 0xF5-0xFF): ``SocketHandler``
   frames are a 4-byte big-endian length, so a sane frame starts with 0x00
   (:class:`~netlog.decode.framing.LengthPrefixed` framing, pickle format);
+* ``octets`` when the first bytes are a count, a space and ``<`` (``78
+  <11>1 2026-...``): RFC 6587 octet-counted syslog, as rsyslog, syslog-ng
+  and Vector send it over TCP and RFC 5425 TLS
+  (:class:`~netlog.decode.framing.OctetCounted`); a stream starting with a
+  digit waits for the few bytes that tell it from a text line;
+* ``syslog`` when the first byte is ``<``: RFC 6587 non-transparent
+  framing, LF-terminated ``<PRI>`` lines (the same
+  :class:`~netlog.decode.framing.Lines` as below);
 * ``lines`` otherwise: each line (LF-terminated, one trailing CR removed,
   :class:`~netlog.decode.framing.Lines`) is a JSON record when it is a JSON
   object, else a text record (:func:`netlog.decode.formats.json_or_text`).
+
+A syslog frame is parsed as UDP syslog is (RFC 5424, else RFC 3164:
+:func:`netlog.decode.formats.syslog_record`); one that does not start with
+a valid ``<PRI>`` is kept as JSON or text, as on any line connection.
 
 What is fatal and what is not (the connection policy):
 
@@ -31,7 +43,10 @@ What is fatal and what is not (the connection policy):
   ``dropped["internal_error"]``, so it costs no other record of the read.
 * A line longer than ``max_line`` is dropped (``dropped["line_too_long"]``)
   and decoding resumes after its newline; at most ~``max_line`` bytes are
-  ever buffered, however long the line.
+  ever buffered, however long the line.  An octet-counted syslog frame over
+  ``max_line`` is dropped the same way and decoding resumes after it; an
+  octet-counted header that is not a count is fatal
+  (``DecodeError("bad_octet_count")``).
 * A JSON-looking line that does not parse is kept as a text record and
   noted in ``notes["json_as_text"]``; invalid UTF-8 is kept with backslash
   escapes and noted in ``notes["invalid_utf8"]``.
@@ -59,8 +74,14 @@ import enum
 import time
 from typing import TYPE_CHECKING, Final, Protocol
 
-from netlog.decode.formats import cap_message, json_or_text
-from netlog.decode.framing import PICKLE_START, LengthPrefixed, Lines
+from netlog.decode.formats import cap_message, json_or_text, syslog_record
+from netlog.decode.framing import (
+    PICKLE_START,
+    LengthPrefixed,
+    Lines,
+    OctetCounted,
+    is_octet_counted,
+)
 from netlog.decode.normalize import Budget, expansion_budget, from_logrecord
 from netlog.decode.unpickle import FrameLoader
 from netlog.errors import DecodeError
@@ -72,6 +93,9 @@ if TYPE_CHECKING:
     from netlog.record import Record
 
 __all__ = ["NEED_DATA", "ConnectionDecoder", "NeedData", "StreamDecoder"]
+
+_LT: Final = ord("<")
+_DIGITS: Final = frozenset(b"0123456789")
 
 
 class ConnectionDecoder(Protocol):
@@ -133,7 +157,7 @@ class StreamDecoder:
     """
 
     format: str | None
-    """``"pickle"`` or ``"lines"`` once the first byte has been seen."""
+    """``"pickle"``, ``"lines"``, ``"syslog"`` or ``"octets"`` once the first bytes were seen."""
     records: int
     """Complete records produced so far."""
     dropped: collections.Counter[str]
@@ -161,7 +185,8 @@ class StreamDecoder:
         self.dropped = collections.Counter()
         self.notes = collections.Counter()
         self.last_problem = None
-        self._framer: LengthPrefixed | Lines | None = None
+        self._framer: LengthPrefixed | Lines | OctetCounted | None = None
+        self._head = b""  # the first bytes, while a leading digit leaves the framing open
         self._ready: collections.deque[Record] = collections.deque()
         self._eof = False
         self._error: DecodeError | None = None
@@ -169,7 +194,7 @@ class StreamDecoder:
     @property
     def pending(self) -> int:
         """Bytes buffered that are not yet a complete record (0 at a record boundary)."""
-        return 0 if self._framer is None else self._framer.pending
+        return len(self._head) if self._framer is None else self._framer.pending
 
     @property
     def error(self) -> DecodeError | None:
@@ -222,6 +247,9 @@ class StreamDecoder:
             return
         self._eof = True
         framer = self._framer
+        if framer is None and self._head:
+            self._problem("truncated", f"connection given up after {len(self._head)} bytes")
+            self._head = b""
         if framer is not None:
             if framer.pending:
                 self._problem(
@@ -241,32 +269,63 @@ class StreamDecoder:
         now = self._clock()
         out: list[Record] = []
         framer = self._framer
+        eof = not data
         if framer is None:
-            if not data:
+            if self._head:
+                data, self._head = self._head + data, b""
+            elif eof:
                 self._eof = True
                 return out
-            # The one place a connection's framing and format are chosen.
-            if data[0] in PICKLE_START:
-                self.format = "pickle"
-                framer = self._framer = LengthPrefixed(self.max_frame, self._problem)
-            else:
-                self.format = "lines"
-                framer = self._framer = Lines(self.max_line, self._problem)
-        if data:
-            frames = framer.push(data)
-        else:
+            framer = self._choose(data, final=eof)
+            if framer is None:
+                return out
+        frames = framer.push(data) if data else []
+        if eof:
             self._eof = True
-            frames = framer.finish()
+            frames += framer.finish()
         if frames:
             if self.format == "pickle":
                 self._pickles(frames, now, out)
-            else:
+            elif self.format == "lines":
                 self._lines(frames, now, out)
+            else:
+                self._syslog(frames, now, out)
         if framer.fatal is not None:
             self._error = framer.fatal
             framer.clear()
         self.records += len(out)
         return out
+
+    def _choose(self, data: bytes, *, final: bool) -> LengthPrefixed | Lines | OctetCounted | None:
+        """The one place a connection's framing and format are chosen, from its first bytes.
+
+        ``None`` when ``data`` (the first bytes) starts with a digit and is too
+        short to tell octet-counted syslog from a text line: it is kept in
+        ``_head`` until more arrive (``final``: no more will, so a line).
+        """
+        first = data[0]
+        framer: LengthPrefixed | Lines | OctetCounted
+        if first in PICKLE_START:
+            self.format = "pickle"
+            framer = LengthPrefixed(self.max_frame, self._problem)
+        elif first == _LT:
+            self.format = "syslog"
+            framer = Lines(self.max_line, self._problem)
+        elif first in _DIGITS and (octets := is_octet_counted(data)) is not False:
+            if octets is None and not final:
+                self._head = data
+                return None
+            self.format = "octets" if octets else "lines"
+            framer = (
+                OctetCounted(self.max_line, self._problem)
+                if octets
+                else Lines(self.max_line, self._problem)
+            )
+        else:
+            self.format = "lines"
+            framer = Lines(self.max_line, self._problem)
+        self._framer = framer
+        return framer
 
     def _problem(self, reason: str, text: str) -> None:
         self.dropped[reason] += 1
@@ -303,5 +362,17 @@ class StreamDecoder:
         append = out.append
         for line in lines:
             record = json_or_text(line, peer, now, notes)
+            if record is not None:
+                append(record)
+
+    def _syslog(self, frames: list[bytes], now: float, out: list[Record]) -> None:
+        """Syslog frames: parsed as UDP syslog is, a frame without ``<PRI>`` as JSON or text."""
+        peer = self.peer
+        notes = self.notes
+        append = out.append
+        for frame in frames:
+            record = syslog_record(frame, peer, now) if frame[:1] == b"<" else None
+            if record is None:
+                record = json_or_text(frame.rstrip(b"\r\n"), peer, now, notes)
             if record is not None:
                 append(record)

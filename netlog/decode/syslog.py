@@ -81,7 +81,9 @@ _PRI: Final = re.compile(rb"<(\d{1,3})>")
 _BSD_TIMESTAMP: Final = re.compile(r"([A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d) ")
 _ISO_TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\S+) ")
 _HOSTNAME: Final = re.compile(r"(\S+) ")
-_TAG: Final = re.compile(r"([^\s\[\]:]{1,48})(?:\[([^\]\s]{0,32})\])?: ?")
+#: ``TAG:`` or ``TAG[PID]:``; also ``TAG[PID]`` and a space, no colon: what rsyslog's
+#: traditional forwarding format makes of an RFC 5424 message's APP-NAME and PROCID.
+_TAG: Final = re.compile(r"([^\s\[\]:]{1,48})(?:\[([^\]\s]{0,32})\](?:: ?| )|: ?)")
 _SD_NAME: Final = re.compile(r'[^ =\]"]{1,32}')
 
 

@@ -336,10 +336,14 @@ class TestLines:
         assert records[0].message == "a\x1b[31mred\tb"
 
     def test_first_byte_detection(self):
-        for start in (b"\t", b"\r", b"\n", b" ", b"x", "é".encode(), b"{", b"<13>"):
+        for start in (b"\t", b"\r", b"\n", b" ", b"x", "é".encode(), b"{"):
             decoder = StreamDecoder(PEER)
             decoder.feed(start)
             assert decoder.format == "lines", start
+        # A <PRI> start is syslog's non-transparent framing (test_syslog_stream.py).
+        decoder = StreamDecoder(PEER)
+        decoder.feed(b"<13>")
+        assert decoder.format == "syslog"
         for start in (b"\x00", b"\x01", b"\x1f", b"\x7f", b"\x80", b"\xc1", b"\xf5", b"\xff"):
             decoder = StreamDecoder(PEER)
             decoder.feed(start)
