@@ -223,23 +223,23 @@ class Runner:
         self.report.write(line + self.stats.summary(written) + self._file_notes())
         os._exit(1)
 
-    def _make_guard(self) -> str | None:
-        """One gate for the HTTP and OTLP ports: the same Host names and token; the token."""
+    def _make_guard(self) -> tuple[HttpGuard, str | None]:
+        """One gate for the HTTP and OTLP ports (the same Host names and token), and the token."""
         s = self.settings
         try:
             token = load_token(s.auth_token, s.auth_token_file)
         except TokenError as exc:
             raise StartupError(str(exc)) from None
-        self.guard = HttpGuard(
+        self.guard = guard = HttpGuard(
             allowed_hosts(s.allowed_hosts or (), bound=s.host, hostname=socket.gethostname()),
             token,
             cookie_name=session_cookie_name(s.http_port),
         )
-        return token
+        return guard, token
 
     def _start(self) -> None:
         s = self.settings
-        token = self._make_guard()
+        guard, token = self._make_guard()
         self._load_tls()
         if any(port != DISABLED for port in self._record_ports()):
             self._open_sinks()
@@ -290,8 +290,8 @@ class Runner:
             )
             self._bind("http", "HTTP", self.http, s.http_port)
             # Cookies ignore ports, so the name carries the one bound.
-            self.guard.cookie_name = session_cookie_name(int(self.http.address[1]))
-            self.metrics.guard = self.guard
+            guard.cookie_name = session_cookie_name(int(self.http.address[1]))
+            self.metrics.guard = guard
         self._add_otlp()
         ports = {name: int(server.address[1]) for name, server in self._listeners}
         if s.ready_file is not None:
