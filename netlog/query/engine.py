@@ -488,9 +488,9 @@ class Engine:
             span = [f for f in files if f.parquet is not None and str(f.parquet) == src]
             sql = (
                 "SELECT file_row_number, json FROM read_parquet(?, file_row_number=true) "
-                "WHERE file_row_number BETWEEN ? AND ? AND file_row_number = ANY(?::BIGINT[])"
+                "WHERE file_row_number = ANY(?::BIGINT[])"
             )
-            params: list[object] = [src, min(positions), max(positions), positions]
+            params: list[object] = [src, positions]
             for pos, text in self._all(sql, params, span):
                 lines[src, int(pos)] = text
         out = []

@@ -58,6 +58,11 @@ SUFFIX: Final = ".parquet"
 TEMP_MARK: Final = ".tmp-"
 #: The compression, measured: zstd gave the smaller files and faster scans.
 COMPRESSION: Final = "zstd"
+#: Rows a row group, smaller than DuckDB's 122,880: a page's matches are read
+#: back (their raw line) by row number, which reads whole row groups of the
+#: ``json`` column; measured, a match's line cost 0.3-0.45 s per file with
+#: the default and 0.05 s with this.
+ROW_GROUP_ROWS: Final = 10240
 #: Marks a file this module wrote (and the layout of its columns).
 _VERSION: Final = "1"
 #: The values of ``fields`` (top level; nested objects as their JSON) joined:
@@ -139,7 +144,8 @@ def compact(db: duckdb.DuckDBPyConnection, jsonl: Path) -> Path | None:
     try:
         db.execute(
             f"COPY ({_SELECT}) TO '{_quoted(temp)}' "
-            f"(FORMAT parquet, COMPRESSION {COMPRESSION}, KV_METADATA {{{metadata}}})",
+            f"(FORMAT parquet, COMPRESSION {COMPRESSION}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
+            f"KV_METADATA {{{metadata}}})",
             [str(jsonl)],
         )
         fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
