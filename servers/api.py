@@ -20,9 +20,9 @@ shaped this way:
   engine opens, and then at most every :data:`COMPACT_EVERY` seconds when
   queries come, one more native thread of its own (never a query's thread)
   compacts the rotated files that have no Parquet copy yet
-  (:mod:`netlog.store.compact`), newest first, one at a time, inside the
-  engine's DuckDB bounds (2 threads, 512 MB for queries and compaction
-  together).  It is tied to the first query because DuckDB is loaded only
+  (:mod:`netlog.store.compact`), newest first, one at a time, in a DuckDB
+  database of its own (1 thread, 256 MB: a core stays free for the event
+  loop).  It is tied to the first query because DuckDB is loaded only
   then; a server nobody searches never pays for it, and until a file is
   compacted its JSONL answers.
 * **Bad input is the asker's problem, said plainly.**  Every parameter is

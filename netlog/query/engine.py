@@ -22,6 +22,16 @@ facets, one record) and ``netlog query``'s.  Its design:
   queries together; each call takes its own cursor, so calls from several
   threads are safe.  DuckDB runs outside the GIL, so a query on a worker
   thread does not stop the server's event loop.
+  Compaction (:meth:`Engine.compact`, called only by the server) has a
+  database of its own: 1 thread and 256 MB.
+* **Parquet where it exists.**  A rotated file compacted by
+  :mod:`netlog.store.compact` is read from its Parquet copy, the other files
+  from their JSONL, in one ``UNION ALL`` query with the same columns and the
+  same tests (:func:`netlog.query.sql.where` has a form for each); a page
+  then reads the raw lines of its compacted matches alone, by row number.
+  A missing, stale or unreadable Parquet file means the JSONL: a copy whose
+  metadata does not match is never used, and one that fails a query is
+  distrusted from then on (``parquet_failures``) and the query runs again.
 * **Parameters only.**  The SQL is built from parsed terms
   (:mod:`netlog.query.language`) with every value and JSON path bound.
 """
@@ -61,6 +71,9 @@ MAX_BUCKETS: Final = 1000
 MAX_TOP: Final = 100
 #: The histogram's and facets' range when none is given: the last hour.
 DEFAULT_RANGE: Final = 3600.0
+#: Compaction's DuckDB (see :meth:`Engine.compact`): threads and memory, apart from the queries'.
+COMPACT_THREADS: Final = 1
+COMPACT_MEMORY: Final = "256MB"
 #: Longest cursor accepted (a received time and an id, in base64).
 _MAX_CURSOR: Final = 200
 _SOURCE: Final = "read_ndjson_objects(?, ignore_errors=true)"
@@ -214,6 +227,7 @@ class Engine:
         self._db.execute(LEVEL_RANK_MACRO)
         self._db.execute("SET enable_progress_bar = false")
         self._use_parquet = use_parquet
+        self._compact_db: duckdb.DuckDBPyConnection | None = None
         self._spans: dict[tuple[str, int, int, int], tuple[str, str]] = {}
         # A Parquet file checked (by its JSONL's key and its own stat): usable or not.
         self._checked: dict[tuple[tuple[str, int, int, int], int, int, int], bool] = {}
@@ -227,6 +241,9 @@ class Engine:
         """Release DuckDB's memory and threads."""
         with contextlib.suppress(Exception):
             self._db.close()
+        if self._compact_db is not None:
+            with contextlib.suppress(Exception):
+                self._compact_db.close()
 
     # -- the files --------------------------------------------------------
 
@@ -303,7 +320,16 @@ class Engine:
         """
         compact.remove_temporaries(self.log_dir)
         compact.remove_orphans(self.log_dir)
-        cursor = self._cursor()
+        with self._lock:
+            if self._compact_db is None:
+                # Its own database: one thread (a core stays free for the
+                # server's event loop on a 2-core machine), its own memory cap.
+                self._compact_db = duckdb.connect(
+                    ":memory:",
+                    config={"threads": COMPACT_THREADS, "memory_limit": COMPACT_MEMORY},
+                )
+                self._compact_db.execute("SET enable_progress_bar = false")
+            cursor = self._compact_db.cursor()
         written = []
         try:
             todo = compact.pending(cursor, rotated_paths(self.log_dir))
