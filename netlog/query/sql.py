@@ -40,10 +40,12 @@ _TEXT: Final = (
     f"OR contains(lower(coalesce({_FIELD_VALUES}, '')), ?))"
 )
 #: The same test over a compacted file's columns (netlog.store.compact): no JSON parsed.
+#: ``search`` (all three, lower case, in one column) first: a cheap prefilter.
 _TEXT_COLUMNS: Final = (
+    "(contains(search, ?) AND "
     "(contains(lower(coalesce(message, '')), ?) "
     "OR contains(lower(coalesce(exc, '')), ?) "
-    "OR contains(lower(coalesce(field_values, '')), ?))"
+    "OR contains(lower(coalesce(field_values, '')), ?)))"
 )
 #: Top-level keys a compacted file holds as columns of the same name
 #: (each ``json->>'$.key'``, see netlog.store.compact.COLUMNS).
@@ -91,9 +93,10 @@ def _condition(term: Term, params: list[object], *, columns: bool) -> str:  # no
     op, key, term_value = term.op, term.key, term.value
     if op == "text":
         word = str(term_value)
-        params.extend([word, word, word])
         if columns:
+            params.extend([word, word, word, word])
             return _TEXT_COLUMNS
+        params.extend([word, word, word])
         if _spelled_as_is(word):
             params.insert(len(params) - 3, _like_pattern(word))
             return f"(json ILIKE ? ESCAPE '\\' AND {_TEXT})"

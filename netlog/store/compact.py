@@ -64,7 +64,7 @@ COMPRESSION: Final = "zstd"
 #: the default and 0.05 s with this.
 ROW_GROUP_ROWS: Final = 10240
 #: Marks a file this module wrote (and the layout of its columns).
-_VERSION: Final = "1"
+_VERSION: Final = "2"
 #: The values of ``fields`` (top level; nested objects as their JSON) joined:
 #: the same text the engine searches in a JSONL line (netlog.query.sql).
 FIELD_VALUES: Final = "array_to_string(json_extract_string(json, '$.fields.*'), chr(10))"
@@ -88,7 +88,14 @@ COLUMNS: Final = (
 )
 _PROJECTION: Final = ", ".join(f"{expr} AS {name}" for name, expr in COLUMNS)
 #: Our constant column expressions, no user text.
-_SELECT: Final = f"SELECT {_PROJECTION} FROM read_ndjson_objects(?, ignore_errors=true)"  # noqa: S608
+#: ``search``: the texts a bare word is looked for in, lower case, one string: a
+#: prefilter that halved a text search's scan (measured: 0.15 s against 0.33 s
+#: per 1M records for lower() of three columns at query time), for 20% more disk.
+SEARCH: Final = "lower(concat_ws(chr(10), message, exc, field_values))"
+_SELECT: Final = (
+    f"SELECT *, {SEARCH} AS search FROM (SELECT {_PROJECTION} "  # noqa: S608 - our constants
+    "FROM read_ndjson_objects(?, ignore_errors=true))"
+)
 
 
 def parquet_path(jsonl: Path) -> Path:
