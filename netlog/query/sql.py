@@ -74,6 +74,15 @@ def value(key: tuple[str, ...], params: list[object], *, columns: bool = False) 
     return "json_extract_string(json, ?)"
 
 
+def _has(key: tuple[str, ...], params: list[object], *, columns: bool) -> str:
+    """``has:key``; a field over a compacted file's ``fields``, not the whole line."""
+    if columns and len(key) > 1 and key[0] == "fields":
+        params.append(json_path(key[1:]))
+        return "coalesce(json_exists(fields, ?), false)"
+    params.append(json_path(key))
+    return "coalesce(json_exists(json, ?), false)"
+
+
 def _like_pattern(text: str) -> str:
     r"""``%text%`` for ``ILIKE ... ESCAPE '\'``: ``%``, ``_`` and ``\`` taken literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -102,8 +111,7 @@ def _condition(term: Term, params: list[object], *, columns: bool) -> str:  # no
             return f"(json ILIKE ? ESCAPE '\\' AND {_TEXT})"
         return _TEXT
     if op == "has":
-        params.append(json_path(key))
-        return "coalesce(json_exists(json, ?), false)"
+        return _has(key, params, columns=columns)
     if key == ("level",) and op in _COMPARE:
         params.append(term_value)
         level = "level" if columns else "json->>'$.level'"
