@@ -1,21 +1,28 @@
-"""History search, measured: ``netlog query``'s engine against ``netlog tail -n 100 --grep``.
+"""History search, measured: the engine on JSONL, on Parquet-compacted files, and ``tail --grep``.
 
 Builds a store of N records (JSONL written directly, not through a server:
 generation must not be the bottleneck) rotated into 100 MiB files the way
-the server rotates them, then times, on the same files, side by side:
+the server rotates them, compacts its rotated files into Parquet the way the
+server does (timed: the compaction's own cost per 1M records), then times,
+on the same files, side by side:
 
 * a text search (a word present in 1 record in 1000), first page;
 * a ``key=value`` search (``user=u4242``), first page;
 * the histogram of the whole range by level (60 buckets);
 * the facet ``logger`` (top 10);
-* ``netlog tail -n 100 --grep WORD`` (today's way), same word.
+* a rare word (1 record in 100,000: every file is read), first page;
+* ``netlog tail -n 100 --grep WORD`` (today's way), the same two words;
+
+each with the JSONL-only engine (``Engine(use_parquet=False)``) and with
+the Parquet files, in a fresh process per run (what a ``netlog query`` user
+pays: Python, DuckDB's start, the query) and on one engine kept open (as the
+server runs them).
 
     .venv/bin/python bench/query.py 1000000            # 1M records
-    .venv/bin/python bench/query.py 1000000,3000000 --keep /tmp/stores
+    .venv/bin/python bench/query.py 1000000,3000000,10000000 --keep /tmp/stores
 
-Each timing is the median of ``--reps`` runs in a fresh process per tool
-run (the engine's first query in a process pays DuckDB's start, which is
-what a CLI user pays; the server keeps its engine, see ``--warm``).
+Each timing is the median of ``--reps`` runs; the load average is printed
+with each store (the machine is shared).
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -38,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from netlog.record import new_id  # noqa: E402 - after the path fix
 from netlog.sinks.encode import format_time  # noqa: E402
-from netlog.store.writer import backup_name  # noqa: E402
+from netlog.store.writer import FILE_NAME, backup_name, rotated_paths  # noqa: E402
 
 ROTATE_BYTES: Final = 100 << 20
 LOGGERS: Final = ("app", "app.db", "app.http", "worker", "worker.jobs", "auth", "billing")
@@ -125,28 +133,65 @@ def timed(command: list[str], reps: int) -> tuple[float, str]:
     return statistics.median(times), output
 
 
-def warm(log_dir: Path, reps: int) -> dict[str, float]:
-    """The same queries on one engine kept open, as the server runs them."""
-    from netlog.query.engine import Engine  # noqa: PLC0415
-
-    engine = Engine(log_dir)
-    cases = {
+def cases(engine: Any) -> dict[str, Callable[[], object]]:
+    """The questions, on one engine."""
+    return {
         "text": lambda: engine.records(RARE_WORD, limit=100),
         "key=value": lambda: engine.records("user=u4242", limit=100),
         "histogram": lambda: engine.histogram("", since=0.0, until=time.time()),
         "facet": lambda: engine.facets("", since=0.0, until=time.time(), field="logger"),
-        "text+level": lambda: engine.records(f"level>=error {RARE_WORD}", limit=100),
         "rare word": lambda: engine.records(RAREST_WORD, limit=100),
+        "text+level": lambda: engine.records(f"level>=error {RARE_WORD}", limit=100),
     }
+
+
+def one(log_dir: Path, case: str, *, parquet: bool) -> None:
+    """Run one question once (in a fresh process: ``--one``) and print its answer's size."""
+    from netlog.query.engine import Engine  # noqa: PLC0415 - the fresh process pays for it
+
+    engine = Engine(log_dir, use_parquet=parquet)
+    answer = cases(engine)[case]()
+    print(len(orjson.dumps(answer)))
+
+
+def warm(log_dir: Path, reps: int, *, parquet: bool) -> dict[str, float]:
+    """The same queries on one engine kept open, as the server runs them."""
+    from netlog.query.engine import Engine  # noqa: PLC0415
+
+    engine = Engine(log_dir, use_parquet=parquet)
+    if parquet:
+        assert all(f.parquet is not None for f in engine._files()[:-1]), "not all compacted"  # noqa: SLF001
     out = {}
-    for name, case in cases.items():
+    for name, case in cases(engine).items():
         times = []
         for _ in range(reps):
             begin = time.perf_counter()
             case()
             times.append(time.perf_counter() - begin)
         out[name] = statistics.median(times)
+    engine.close()
     return out
+
+
+def compact_all(log_dir: Path) -> tuple[float, int, int]:
+    """Compact every rotated file afresh, as the server does: seconds, records in them, bytes."""
+    from netlog.query.engine import Engine  # noqa: PLC0415
+    from netlog.store.compact import parquet_path  # noqa: PLC0415
+
+    rotated = [p for p in rotated_paths(log_dir) if p.name != FILE_NAME]
+    for path in rotated:
+        parquet_path(path).unlink(missing_ok=True)
+    records = 0
+    for path in rotated:
+        with path.open("rb") as f:
+            records += sum(block.count(b"\n") for block in iter(lambda f=f: f.read(1 << 24), b""))
+    engine = Engine(log_dir)
+    begin = time.perf_counter()
+    written = engine.compact()
+    seconds = time.perf_counter() - begin
+    engine.close()
+    assert len(written) == len(rotated)
+    return seconds, records, sum(p.stat().st_size for p in written)
 
 
 def main() -> None:
@@ -155,7 +200,12 @@ def main() -> None:
     parser.add_argument("counts", help="comma-separated record counts, e.g. 1000000,3000000")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the stores here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--parquet", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one(Path(args.counts), args.one, parquet=bool(args.parquet))
+        return
     python = [sys.executable, "-m", "netlog.cli"]
     env_root = args.keep or Path(tempfile.mkdtemp(prefix="netlog-query-bench-"))
     for count in (int(c) for c in args.counts.split(",")):
@@ -164,55 +214,39 @@ def main() -> None:
             begin = time.perf_counter()
             generate(log_dir, count)
             print(f"generated {count:,} records in {time.perf_counter() - begin:.1f} s")
-        size = sum(p.stat().st_size for p in log_dir.glob("records.jsonl*"))
-        files = len(list(log_dir.glob("records.jsonl*")))
-        print(f"\n{count:,} records, {size / 2**20:.0f} MiB in {files} files")
-        since = ["--since", "30d"]
-        cases = {
-            "text (first page)": [*python, "query", RARE_WORD, *since, "--log-dir", str(log_dir)],
-            "key=value (first page)": [
-                *python,
-                "query",
-                "user=u4242",
-                *since,
-                "--log-dir",
-                str(log_dir),
-            ],
-            "histogram": [*python, "query", "", "--histogram", *since, "--log-dir", str(log_dir)],
-            "facet logger": [
-                *python,
-                "query",
-                "",
-                "--facet",
-                "logger",
-                *since,
-                "--log-dir",
-                str(log_dir),
-            ],
-            "tail -n 100 --grep": [*python, "tail", "-n", "100", "--grep", RARE_WORD, str(log_dir)],
-            "rare word (first page)": [*python, "query", RAREST_WORD, "--log-dir", str(log_dir)],
-            "tail -n 100 --grep rare": [
-                *python,
-                "tail",
-                "-n",
-                "100",
-                "--grep",
-                RAREST_WORD,
-                str(log_dir),
-            ],
+        jsonl = rotated_paths(log_dir)
+        size = sum(p.stat().st_size for p in jsonl)
+        print(f"\n{count:,} records, {size / 2**20:.0f} MiB in {len(jsonl)} files")
+        print("  load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        seconds, records, parquet_bytes = compact_all(log_dir)
+        print(
+            f"  compaction: {seconds:.1f} s for {records:,} records in {len(jsonl) - 1} files "
+            f"({seconds / records * 1e6:.1f} s per 1M), Parquet {parquet_bytes / 2**20:.0f} MiB"
+        )
+        tails = {
+            "text": [*python, "tail", "-n", "100", "--grep", RARE_WORD, str(log_dir)],
+            "rare word": [*python, "tail", "-n", "100", "--grep", RAREST_WORD, str(log_dir)],
         }
-        results = {}
-        for name, command in cases.items():
-            seconds, _ = timed(command, args.reps)
-            results[name] = seconds
-            print(f"  {name:<26} {seconds:7.3f} s   (CLI, fresh process)")
-        for ours, theirs in (
-            ("text (first page)", "tail -n 100 --grep"),
-            ("rare word (first page)", "tail -n 100 --grep rare"),
-        ):
-            print(f"  {ours}: {results[theirs] / results[ours]:.1f}x as fast as {theirs}")
-        for name, seconds in warm(log_dir, args.reps).items():
-            print(f"  {name:<26} {seconds:7.3f} s   (engine kept open, as in the server)")
+        tail = {name: timed(command, args.reps)[0] for name, command in tails.items()}
+        fresh: dict[str, dict[str, float]] = {"jsonl": {}, "parquet": {}}
+        me = [sys.executable, str(Path(__file__).resolve()), str(log_dir)]
+        for name in cases(None):
+            for mode, flag in (("jsonl", "0"), ("parquet", "1")):
+                fresh[mode][name] = timed([*me, "--one", name, "--parquet", flag], args.reps)[0]
+        kept = {mode: warm(log_dir, args.reps, parquet=mode == "parquet") for mode in fresh}
+        print(
+            f"  {'question':<12} {'JSONL':>8} {'Parquet':>8} {'JSONL open':>11} "
+            f"{'Parquet open':>13} {'tail --grep':>12} {'tail/Parquet':>13}"
+        )
+        for name in fresh["jsonl"]:
+            ratio = f"{tail[name] / fresh['parquet'][name]:.1f}x" if name in tail else ""
+            tail_text = f"{tail[name]:.3f}" if name in tail else ""
+            print(
+                f"  {name:<12} {fresh['jsonl'][name]:8.3f} {fresh['parquet'][name]:8.3f} "
+                f"{kept['jsonl'][name]:11.3f} {kept['parquet'][name]:13.3f} "
+                f"{tail_text:>12} {ratio:>13}"
+            )
+        print("  load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     os.sync()
 
 

@@ -16,6 +16,15 @@ shaped this way:
 * **Nothing until asked.**  DuckDB costs about 50 MB of memory once
   imported and connected, so the engine is made at the first query, not at
   start: a server nobody searches stays as small as before.
+* **Rotated files compacted, off the hub, once searched.**  After the
+  engine opens, and then at most every :data:`COMPACT_EVERY` seconds when
+  queries come, one more native thread of its own (never a query's thread)
+  compacts the rotated files that have no Parquet copy yet
+  (:mod:`netlog.store.compact`), newest first, one at a time, in a DuckDB
+  database of its own (1 thread, 256 MB: a core stays free for the event
+  loop).  It is tied to the first query because DuckDB is loaded only
+  then; a server nobody searches never pays for it, and until a file is
+  compacted its JSONL answers.
 * **Bad input is the asker's problem, said plainly.**  Every parameter is
   checked here or by the engine (:class:`~netlog.query.language.QueryError`):
   a bad one is a 400 with ``{"error": ...}``, never a 500.  Unknown or
@@ -41,12 +50,14 @@ from netlog.query.times import parse_time
 if TYPE_CHECKING:
     from netlog.query.engine import Engine
 
-__all__ = ["MAX_QUEUED", "QUERY_THREADS", "QueryApi", "open_engine"]
+__all__ = ["COMPACT_EVERY", "MAX_QUEUED", "QUERY_THREADS", "QueryApi", "open_engine"]
 
 #: Queries that run at once (each on its own native thread).
 QUERY_THREADS: Final = 2
 #: Queries that may wait for a thread; more get 503.
 MAX_QUEUED: Final = 8
+#: Seconds between looks for rotated files to compact (each look lists the log dir).
+COMPACT_EVERY: Final = 10.0
 #: Parameters in one query string, at most (each is checked by name anyway).
 _MAX_FIELDS: Final = 16
 #: Digits of a number parameter: enough for any allowed value, never a huge parse.
@@ -136,13 +147,27 @@ def _time(params: dict[str, str], name: str, now: float) -> float | None:
 class QueryApi:
     """Answers the ``/api/`` routes with an :class:`Engine`, on its own threads."""
 
-    def __init__(self, open_engine: Callable[[], Engine], flush: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        open_engine: Callable[[], Engine],
+        flush: Callable[[], None],
+        *,
+        compact: bool = True,
+    ) -> None:
         self._open_engine = open_engine
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._flush = flush
         self._pool = ThreadPool(QUERY_THREADS)
         self._waiting = 0
+        self._compact = compact
+        self._compactor = ThreadPool(1)
+        self._compacting = False
+        self._next_compaction = 0.0
+        self.compacted = 0
+        """Rotated files compacted into Parquet by this server."""
+        self.compaction_failures = 0
+        """Compaction passes that ended in an unexpected error."""
 
     @property
     def busy(self) -> int:
@@ -150,8 +175,13 @@ class QueryApi:
         return self._waiting
 
     def close(self) -> None:
-        """Stop the threads once idle; a query still running ends on its own."""
+        """Stop the threads once idle; a query or compaction still running ends on its own.
+
+        A compaction cut short by the exit leaves only a temporary file,
+        removed by the next compaction.
+        """
         self._pool.kill()
+        self._compactor.kill()
 
     def handle(self, path: str, query_string: str) -> Response:
         """The answer to one ``GET /api/...`` request."""
@@ -206,6 +236,27 @@ class QueryApi:
             return self._pool.spawn(self._call, method, args).get()
         finally:
             self._waiting -= 1
+            self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        """Start a compaction pass on its own thread when one is due (see the module)."""
+        now = time.monotonic()
+        if not self._compact or self._engine is None or self._compacting:
+            return
+        if now < self._next_compaction:
+            return
+        self._compacting = True
+        self._next_compaction = now + COMPACT_EVERY
+        self._compactor.spawn(self._compact_pass, self._engine)
+
+    def _compact_pass(self, engine: Engine) -> None:
+        """On the compaction thread: compact what is pending, newest first, one file at a time."""
+        try:
+            self.compacted += len(engine.compact())
+        except Exception:  # noqa: BLE001 - a cache: the JSONL answers meanwhile; counted
+            self.compaction_failures += 1
+        finally:
+            self._compacting = False
 
     def _call(self, method: str, args: tuple[Any, ...]) -> Any:
         """On a query thread: open the engine the first time, then ask it."""

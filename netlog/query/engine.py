@@ -22,6 +22,16 @@ facets, one record) and ``netlog query``'s.  Its design:
   queries together; each call takes its own cursor, so calls from several
   threads are safe.  DuckDB runs outside the GIL, so a query on a worker
   thread does not stop the server's event loop.
+  Compaction (:meth:`Engine.compact`, called only by the server) has a
+  database of its own: 1 thread and 256 MB.
+* **Parquet where it exists.**  A rotated file compacted by
+  :mod:`netlog.store.compact` is read from its Parquet copy, the other files
+  from their JSONL, in one ``UNION ALL`` query with the same columns and the
+  same tests (:func:`netlog.query.sql.where` has a form for each); a page
+  then reads the raw lines of its compacted matches alone, by row number.
+  A missing, stale or unreadable Parquet file means the JSONL: a copy whose
+  metadata does not match is never used, and one that fails a query is
+  distrusted from then on (``parquet_failures``) and the query runs again.
 * **Parameters only.**  The SQL is built from parsed terms
   (:mod:`netlog.query.language`) with every value and JSON path bound.
 """
@@ -43,9 +53,10 @@ import duckdb
 import orjson
 
 from netlog.query.language import QueryError, parse_field, parse_query
-from netlog.query.sql import LEVEL_RANK_MACRO, json_path, where
+from netlog.query.sql import LEVEL_RANK_MACRO, json_path, value, where
 from netlog.query.times import stored_time
 from netlog.record import ID_LENGTH, id_time
+from netlog.store import compact
 from netlog.store.lines import complete_end
 from netlog.store.reader import lines_backwards
 from netlog.store.writer import rotated_paths
@@ -60,9 +71,15 @@ MAX_BUCKETS: Final = 1000
 MAX_TOP: Final = 100
 #: The histogram's and facets' range when none is given: the last hour.
 DEFAULT_RANGE: Final = 3600.0
+#: Compaction's DuckDB (see :meth:`Engine.compact`): threads and memory, apart from the queries'.
+COMPACT_THREADS: Final = 1
+COMPACT_MEMORY: Final = "256MB"
 #: Longest cursor accepted (a received time and an id, in base64).
 _MAX_CURSOR: Final = 200
 _SOURCE: Final = "read_ndjson_objects(?, ignore_errors=true)"
+#: A compacted file (netlog.store.compact); ``filename`` and ``file_row_number``
+#: let a page fetch the raw lines of its matches alone (see :meth:`Engine._fetch`).
+_PARQUET: Final = "read_parquet(?, filename=true, file_row_number=true)"
 #: A legacy line (written before ids) gets this id: stable, from its bytes.
 _LEGACY_ID: Final = "coalesce(json->>'$.id', 'L' || substr(md5(json), 1, 25))"
 _RECEIVED: Final = "coalesce(json->>'$.received', '')"
@@ -71,14 +88,30 @@ _OPEN_END: Final = "\uffff"
 
 
 class _FileSpan:
-    """A store file and the first and last ``received`` it holds (text, as stored)."""
+    """A store file, its first and last ``received`` (text, as stored), its Parquet file."""
 
-    __slots__ = ("first", "last", "path")
+    __slots__ = ("first", "last", "parquet", "path")
 
-    def __init__(self, path: Path, first: str, last: str) -> None:
+    def __init__(self, path: Path, first: str, last: str, parquet: Path | None = None) -> None:
         self.path = path
         self.first = first
         self.last = last
+        self.parquet = parquet
+        """The file's compacted copy when it is complete and current (else read the JSONL)."""
+
+
+def _split(files: Sequence[_FileSpan]) -> tuple[list[str], list[str]]:
+    """The Parquet files to read and the JSONL files to read for ``files``."""
+    parquet = [str(f.parquet) for f in files if f.parquet is not None]
+    jsonl = [str(f.path) for f in files if f.parquet is None]
+    return parquet, jsonl
+
+
+def _union(parts: Sequence[tuple[str, list[object]]]) -> tuple[str, list[object]]:
+    """``UNION ALL`` of the non-empty branches (a branch is ``""`` when it has no files)."""
+    sql = " UNION ALL ".join(f"({text})" for text, _ in parts if text)
+    params = [p for text, branch in parts if text for p in branch]
+    return sql, params
 
 
 def _received_of(line: bytes) -> str | None:
@@ -179,13 +212,27 @@ class Engine:
     max_limit: Final = MAX_LIMIT
     """The most records one page may ask for."""
 
-    def __init__(self, log_dir: Path, *, threads: int = 2, memory_limit: str = "512MB") -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        threads: int = 2,
+        memory_limit: str = "512MB",
+        use_parquet: bool = True,
+    ) -> None:
         self.log_dir = Path(log_dir)
         self._db = duckdb.connect(
             ":memory:", config={"threads": threads, "memory_limit": memory_limit}
         )
         self._db.execute(LEVEL_RANK_MACRO)
+        self._db.execute("SET enable_progress_bar = false")
+        self._use_parquet = use_parquet
+        self._compact_db: duckdb.DuckDBPyConnection | None = None
         self._spans: dict[tuple[str, int, int, int], tuple[str, str]] = {}
+        # A Parquet file checked (by its JSONL's key and its own stat): usable or not.
+        self._checked: dict[tuple[tuple[str, int, int, int], int, int, int], bool] = {}
+        self.parquet_failures = 0
+        """Parquet files a query could not read (each then read as JSONL), in total."""
         self._lock = threading.Lock()
         self.skipped = 0
         """Lines found not to be JSON records by the scans that count them, in total."""
@@ -194,6 +241,9 @@ class Engine:
         """Release DuckDB's memory and threads."""
         with contextlib.suppress(Exception):
             self._db.close()
+        if self._compact_db is not None:
+            with contextlib.suppress(Exception):
+                self._compact_db.close()
 
     # -- the files --------------------------------------------------------
 
@@ -220,11 +270,79 @@ class Engine:
                         self._spans[key] = span
             finally:
                 os.close(fd)
-            out.append(_FileSpan(path, *span))
+            parquet = self._parquet_of(path, st, key) if self._use_parquet else None
+            out.append(_FileSpan(path, *span, parquet))
         with self._lock:
             for key in [k for k in self._spans if k not in seen]:
                 del self._spans[key]
+            for checked in [k for k in self._checked if k[0] not in seen]:
+                del self._checked[checked]
         return out
+
+    def _parquet_of(
+        self, path: Path, st: os.stat_result, key: tuple[str, int, int, int]
+    ) -> Path | None:
+        """``path``'s Parquet file if complete and current (its metadata read once)."""
+        target = compact.parquet_path(path)
+        try:
+            pst = target.stat(follow_symlinks=False)
+        except OSError:
+            return None
+        checked_key = (key, pst.st_ino, pst.st_size, pst.st_mtime_ns)
+        good = self._checked.get(checked_key)
+        if good is None:
+            cursor = self._cursor()
+            try:
+                good = compact.usable(cursor, path, st) is not None
+            finally:
+                cursor.close()
+            with self._lock:
+                self._checked[checked_key] = good
+        return target if good else None
+
+    def _distrust(self, files: Sequence[_FileSpan]) -> None:
+        """A query over these files' Parquet failed: read their JSONL from now on."""
+        with self._lock:
+            for checked in self._checked:
+                if (
+                    any(f.parquet is not None and checked[0][0] == f.path.name for f in files)
+                    and self._checked[checked]
+                ):
+                    self._checked[checked] = False
+                    self.parquet_failures += 1
+
+    def compact(self, limit: int | None = None) -> list[Path]:
+        """Compact the rotated files that have no usable Parquet file yet, newest first.
+
+        At most ``limit`` files (all when None); the Parquet files written.
+        Only the process that writes the log dir should call this (see
+        :mod:`netlog.store.compact`): it also deletes stale temporaries.
+        """
+        compact.remove_temporaries(self.log_dir)
+        compact.remove_orphans(self.log_dir)
+        with self._lock:
+            if self._compact_db is None:
+                # Its own database: one thread (a core stays free for the
+                # server's event loop on a 2-core machine), its own memory cap.
+                self._compact_db = duckdb.connect(
+                    ":memory:",
+                    config={"threads": COMPACT_THREADS, "memory_limit": COMPACT_MEMORY},
+                )
+                self._compact_db.execute("SET enable_progress_bar = false")
+            cursor = self._compact_db.cursor()
+        written = []
+        try:
+            todo = compact.pending(cursor, rotated_paths(self.log_dir))
+            for path in todo[:limit]:
+                try:
+                    done = compact.compact(cursor, path)
+                except (OSError, duckdb.Error):
+                    continue  # rotated away meanwhile, or unreadable: the JSONL serves
+                if done is not None:
+                    written.append(done)
+        finally:
+            cursor.close()
+        return written
 
     @staticmethod
     def _in_range(files: Sequence[_FileSpan], low: str, high: str) -> list[_FileSpan]:
@@ -236,6 +354,7 @@ class Engine:
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = self._db.cursor()
         cursor.execute(LEVEL_RANK_MACRO)
+        cursor.execute("SET enable_progress_bar = false")
         return cursor
 
     # -- the questions ----------------------------------------------------
@@ -301,66 +420,134 @@ class Engine:
         limit: int = 100,
         before: str | None = None,
     ) -> dict[str, Any]:
-        """A page of matching records, newest first, and the cursor of the next (older) page."""
+        """A page of matching records, newest first, and the cursor of the next (older) page.
+
+        One query over the Parquet and the JSONL files of each group; a
+        compacted file's matches give their file and row, and only their raw
+        lines are read afterwards (:meth:`_fetch`): the ``json`` column is
+        most of a file, and scanning it for every row cost more than the
+        search itself (measured).
+        """
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit must be between 1 and {MAX_LIMIT}")
-        condition, params = where(parse_query(q))
+        terms = parse_query(q)
         low, high = self._range(since, until, default=None)
         after: tuple[str, str] | None = _decode_cursor(before) if before is not None else None
         files = self._in_range(self._files(), low, high)
-        found: list[tuple[str, str, str]] = []
-        sql = (
-            "SELECT json, coalesce(v[1], '') AS r, coalesce(v[2], 'L' || substr(md5(json), 1, 25)) "
-            "AS i FROM (SELECT json, json_extract_string(json, ['$.received', '$.id']) AS v "
-            f"FROM {_SOURCE} WHERE json IS NOT NULL AND {condition}) WHERE TRUE "
-        )
+        found: list[tuple[str | None, str, str, str | None, int | None]] = []
         bounds: list[object] = []
+        outer = ""
         if low:
-            sql += "AND r >= ? "
+            outer += "AND r >= ? "
             bounds.append(low)
         if high != _OPEN_END:
-            sql += "AND r < ? "
+            outer += "AND r < ? "
             bounds.append(high)
         if after is not None:
-            sql += "AND (r < ? OR (r = ? AND i < ?)) "
+            outer += "AND (r < ? OR (r = ? AND i < ?)) "
             bounds += [after[0], after[0], after[1]]
             files = [f for f in files if not (f.first and f.first > after[0])]
-        sql += "ORDER BY r DESC, i DESC LIMIT ?"
-        groups = _newest_first_groups(files)
-        cursor = self._cursor()
-        try:
-            for group in groups:
-                if not group or len(found) > limit:
-                    continue
-                paths = [str(span.path) for span in group]
-                want = limit + 1 - len(found)
-                found += cursor.execute(sql, [paths, *params, *bounds, want]).fetchall()
-        except duckdb.IOException:
-            raise _FilesMovedError from None
-        except duckdb.Error as exc:
-            raise QueryError(f"the query could not run: {exc}") from None
-        finally:
-            cursor.close()
-        page = found[:limit]
+        for group in _newest_first_groups(files):
+            if not group or len(found) > limit:
+                continue
+            branches = self._record_branches(group, terms, low)
+            sql = f"SELECT json, r, i, src, pos FROM ({branches[0]}) WHERE TRUE {outer}"
+            sql += "ORDER BY r DESC, i DESC LIMIT ?"
+            want = limit + 1 - len(found)
+            found += self._all(sql, [*branches[1], *bounds, want], group)
+        page = self._fetch(found[:limit], files)
         records = []
-        for text, _received, record_id in page:
+        for text, (_json, received, record_id, _src, _pos) in zip(page, found, strict=False):
             obj = orjson.loads(text)
             obj.setdefault("id", record_id)
             records.append(obj)
+            del received
         more = len(found) > limit
-        next_cursor = _encode_cursor(page[-1][1], page[-1][2]) if more and page else None
+        last = found[limit - 1] if more else None
+        next_cursor = _encode_cursor(last[1], last[2]) if last is not None else None
         return {"records": records, "next": next_cursor}
+
+    @staticmethod
+    def _record_branches(
+        group: Sequence[_FileSpan], terms: list[Any], low: str
+    ) -> tuple[str, list[object]]:
+        """The page query's two sources: ``json, r, i, src, pos`` from Parquet and JSONL."""
+        parquet, jsonl = _split(group)
+        pq_sql = jl_sql = ""
+        pq_params: list[object] = []
+        jl_params: list[object] = []
+        if parquet:
+            condition, params = where(terms, columns=True)
+            pq_sql = (
+                "SELECT NULL::VARCHAR AS json, coalesce(received, '') AS r, rid AS i, "
+                f"filename AS src, file_row_number AS pos FROM {_PARQUET} "
+                f"WHERE NOT bad AND {condition}"
+            )
+            pq_params = [parquet, *params]
+            if low:  # also a row-group filter: the rows are in receive order
+                pq_sql += " AND received >= ?"
+                pq_params.append(low)
+        if jsonl:
+            condition, params = where(terms)
+            jl_sql = (
+                "SELECT json, coalesce(v[1], '') AS r, "
+                "coalesce(v[2], 'L' || substr(md5(json), 1, 25)) AS i, "
+                "NULL::VARCHAR AS src, NULL::BIGINT AS pos "
+                "FROM (SELECT json, json_extract_string(json, ['$.received', '$.id']) AS v "
+                f"FROM {_SOURCE} WHERE json IS NOT NULL AND {condition})"
+            )
+            jl_params = [jsonl, *params]
+        return _union([(pq_sql, pq_params), (jl_sql, jl_params)])
+
+    def _fetch(
+        self,
+        rows: Sequence[tuple[str | None, str, str, str | None, int | None]],
+        files: Sequence[_FileSpan],
+    ) -> list[str]:
+        """Each row's raw line: as found (JSONL) or read from its Parquet file by row number."""
+        wanted: dict[str, list[int]] = {}
+        for text, _r, _i, src, pos in rows:
+            if text is None and src is not None and pos is not None:
+                wanted.setdefault(src, []).append(pos)
+        lines: dict[tuple[str, int], str] = {}
+        for src, positions in wanted.items():
+            span = [f for f in files if f.parquet is not None and str(f.parquet) == src]
+            sql = (
+                "SELECT file_row_number, json FROM read_parquet(?, file_row_number=true) "
+                "WHERE file_row_number = ANY(?::BIGINT[])"
+            )
+            params: list[object] = [src, positions]
+            for pos, text in self._all(sql, params, span):
+                lines[src, int(pos)] = text
+        out = []
+        for text, _r, _i, src, pos in rows:
+            line = text if text is not None else lines.get((str(src), int(pos or 0)))
+            if line is None:
+                raise _FilesMovedError  # the Parquet file changed under the page
+            out.append(line)
+        return out
 
     def _count(self, q: str = "", since: float | None = None, until: float | None = None) -> int:
         """How many records match."""
-        condition, params = where(parse_query(q))
+        terms = parse_query(q)
         low, high = self._range(since, until, default=None)
         files = self._in_range(self._files(), low, high)
         if not files:
             return 0
-        sql = f"SELECT count(*) FROM {_SOURCE} WHERE json IS NOT NULL AND {condition}"
-        sql, bounds = self._bounded(sql, low, high)
-        row = self._one(sql, [[str(f.path) for f in files], *params, *bounds])
+        parquet, jsonl = _split(files)
+        parts = []
+        if parquet:
+            condition, params = where(terms, columns=True)
+            sql = f"SELECT 1 FROM read_parquet(?) WHERE NOT bad AND {condition}"
+            sql, bounds = self._bounded(sql, low, high, "coalesce(received, '')")
+            parts.append((sql, [parquet, *params, *bounds]))
+        if jsonl:
+            condition, params = where(terms)
+            sql = f"SELECT 1 FROM {_SOURCE} WHERE json IS NOT NULL AND {condition}"
+            sql, bounds = self._bounded(sql, low, high, _RECEIVED)
+            parts.append((sql, [jsonl, *params, *bounds]))
+        union, params = _union(parts)
+        row = self._one(f"SELECT count(*) FROM ({union})", params, files)
         return int(row[0]) if row else 0
 
     def _histogram(
@@ -376,24 +563,48 @@ class Engine:
         start, end = self._bounds(since, until)
         low, high = stored_time(start), stored_time(end)
         width = (end - start) / buckets
-        condition, params = where(parse_query(q))
+        terms = parse_query(q)
         files = self._in_range(self._files(), low, high)
         counts: list[dict[str, int]] = [{} for _ in range(buckets)]
         skipped = 0
         if files:
-            # One parse per line for both keys (each ->> would parse it again).
+            parquet, jsonl = _split(files)
+            parts = []
+            if parquet:
+                condition, params = where(terms, columns=True)
+                parts.append(
+                    (
+                        (
+                            "SELECT received AS rc, level AS lv, bad FROM read_parquet(?) "
+                            f"WHERE bad OR ({condition})"
+                        ),
+                        [parquet, *params],
+                    )
+                )
+            if jsonl:
+                # One parse per line for both keys (each ->> would parse it again).
+                condition, params = where(terms)
+                parts.append(
+                    (
+                        (
+                            "SELECT v[1] AS rc, v[2] AS lv, bad FROM (SELECT "
+                            "json_extract_string(json, ['$.received', '$.level']) AS v, "
+                            f"json IS NULL AS bad FROM {_SOURCE} "
+                            f"WHERE json IS NULL OR ({condition}))"
+                        ),
+                        [jsonl, *params],
+                    )
+                )
+            union, params = _union(parts)
             # Out of range is bucket -2, not a WHERE (see facets).
             sql = (
-                "SELECT CASE WHEN bad THEN -1 WHEN NOT (v[1] >= ? AND v[1] < ?) THEN -2 "
+                "SELECT CASE WHEN bad THEN -1 WHEN NOT (rc >= ? AND rc < ?) THEN -2 "
                 "ELSE least(greatest(CAST(floor(("
-                "epoch(TRY_CAST(v[1] AS TIMESTAMP)) - ?) / ?) AS BIGINT), 0), ?) END AS b, "
-                "coalesce(v[2], '') AS l, count(*) FROM (SELECT "
-                "json_extract_string(json, ['$.received', '$.level']) AS v, json IS NULL AS bad "
-                f"FROM {_SOURCE} WHERE json IS NULL OR ({condition})) GROUP BY b, l"
+                "epoch(TRY_CAST(rc AS TIMESTAMP)) - ?) / ?) AS BIGINT), 0), ?) END AS b, "
+                f"coalesce(lv, '') AS l, count(*) FROM ({union}) GROUP BY b, l"
             )
-            paths = [str(f.path) for f in files]
             for bucket, level, count in self._all(
-                sql, [low, high, start, width, buckets - 1, paths, *params]
+                sql, [low, high, start, width, buckets - 1, *params], files
             ):
                 if bucket is None:
                     continue
@@ -426,23 +637,49 @@ class Engine:
         """The ``top`` commonest values of ``field`` among matching records, ``other`` the rest."""
         if not isinstance(top, int) or not 1 <= top <= MAX_TOP:
             raise QueryError(f"top must be between 1 and {MAX_TOP}")
-        path = json_path(parse_field(field))
+        key = parse_field(field)
         start, end = self._bounds(since, until)
         low, high = stored_time(start), stored_time(end)
-        condition, params = where(parse_query(q))
+        terms = parse_query(q)
         files = self._in_range(self._files(), low, high)
         values: list[dict[str, Any]] = []
         other = 0
         if files:
+            parquet, jsonl = _split(files)
+            parts = []
+            if parquet:
+                column_params: list[object] = []
+                extracted = value(key, column_params, columns=True)
+                condition, params = where(terms, columns=True)
+                parts.append(
+                    (
+                        (
+                            f"SELECT {extracted} AS value, received AS rc FROM read_parquet(?) "
+                            f"WHERE NOT bad AND {condition}"
+                        ),
+                        [*column_params, parquet, *params],
+                    )
+                )
+            if jsonl:
+                condition, params = where(terms)
+                parts.append(
+                    (
+                        (
+                            "SELECT v[1] AS value, v[2] AS rc FROM ("
+                            "SELECT json_extract_string(json, [?, '$.received']) AS v "
+                            f"FROM {_SOURCE} WHERE json IS NOT NULL AND {condition})"
+                        ),
+                        [json_path(key), jsonl, *params],
+                    )
+                )
+            union, params = _union(parts)
             # The range test is a group key, not a WHERE: DuckDB would push a
             # filter on v down into the scan and extract the JSON twice.
             sql = (
-                "SELECT v[1] AS value, v[2] >= ? AND v[2] < ? AS inside, count(*) AS n FROM ("
-                "SELECT json_extract_string(json, [?, '$.received']) AS v "
-                f"FROM {_SOURCE} WHERE json IS NOT NULL AND {condition}) "
-                "GROUP BY value, inside"
+                "SELECT value, rc >= ? AND rc < ? AS inside, count(*) AS n "
+                f"FROM ({union}) GROUP BY value, inside"
             )
-            found = self._all(sql, [low, high, path, [str(f.path) for f in files], *params])
+            found = self._all(sql, [low, high, *params], files)
             rows = sorted(
                 ((value, count) for value, inside, count in found if inside and value is not None),
                 key=lambda row: (-row[1], row[0]),
@@ -463,20 +700,39 @@ class Engine:
             files = near or files
         if not files:
             return None
-        sql = (
-            f"SELECT json, {_LEGACY_ID} AS i FROM {_SOURCE} "
-            "WHERE json IS NOT NULL AND contains(json, ?) AND i = ? LIMIT 1"
-        )
-        legacy = record_id.startswith("L")
-        probe = "" if legacy else record_id
-        row = self._one(sql, [[str(f.path) for f in files], probe, record_id])
-        if row is None and when is not None and len(files) != len(self._files()):
-            row = self._one(sql, [[str(f.path) for f in self._files()], probe, record_id])
+        row = self._find_id(files, record_id)
+        if row is None and when is not None:
+            every = self._files()
+            if len(files) != len(every):
+                row = self._find_id(every, record_id)
         if row is None:
             return None
         obj: dict[str, Any] = orjson.loads(row[0])
         obj.setdefault("id", row[1])
         return obj
+
+    def _find_id(self, files: Sequence[_FileSpan], record_id: str) -> Any:
+        """``(line, id)`` of the record with this id in ``files``, or None."""
+        parquet, jsonl = _split(files)
+        legacy = record_id.startswith("L")
+        parts: list[tuple[str, list[object]]] = []
+        if parquet:
+            # rid is in receive order too: its min/max prune the row groups.
+            parts.append(
+                ("SELECT json, rid AS i FROM read_parquet(?) WHERE rid = ?", [parquet, record_id])
+            )
+        if jsonl:
+            parts.append(
+                (
+                    (
+                        f"SELECT json, {_LEGACY_ID} AS i FROM {_SOURCE} "
+                        "WHERE json IS NOT NULL AND contains(json, ?) AND i = ?"
+                    ),
+                    [jsonl, "" if legacy else record_id, record_id],
+                )
+            )
+        union, params = _union(parts)
+        return self._one(f"SELECT json, i FROM ({union}) LIMIT 1", params, files)
 
     # -- helpers ----------------------------------------------------------
 
@@ -485,8 +741,8 @@ class Engine:
         """The histogram's and facets' range: as given, else the last hour before ``until``."""
         end = time.time() if until is None else until
         start = end - DEFAULT_RANGE if since is None else since
-        for value in (start, end):
-            if not math.isfinite(value):
+        for bound in (start, end):
+            if not math.isfinite(bound):
                 raise QueryError("since and until must be finite times")
         if start >= end:
             raise QueryError("since must be before until")
@@ -498,36 +754,43 @@ class Engine:
         del default
         if since is not None and until is not None and since >= until:
             raise QueryError("since must be before until")
-        for value in (since, until):
-            if value is not None and not math.isfinite(value):
+        for bound in (since, until):
+            if bound is not None and not math.isfinite(bound):
                 raise QueryError("since and until must be finite times")
         low = stored_time(since) if since is not None else ""
         high = stored_time(until) if until is not None else _OPEN_END
         return low, high
 
     @staticmethod
-    def _bounded(sql: str, low: str, high: str) -> tuple[str, list[object]]:
+    def _bounded(sql: str, low: str, high: str, received: str) -> tuple[str, list[object]]:
         """``sql`` with the range conditions a bound needs (none when open: no parsing)."""
         bounds: list[object] = []
         if low:
-            sql += f" AND {_RECEIVED} >= ?"
+            sql += f" AND {received} >= ?"
             bounds.append(low)
         if high != _OPEN_END:
-            sql += f" AND {_RECEIVED} < ?"
+            sql += f" AND {received} < ?"
             bounds.append(high)
         return sql, bounds
 
-    def _all(self, sql: str, params: list[object]) -> list[Any]:
+    def _all(self, sql: str, params: list[object], files: Sequence[_FileSpan]) -> list[Any]:
+        """The rows of ``sql``; a failure over Parquet files falls back to their JSONL."""
         cursor = self._cursor()
         try:
             return cursor.execute(sql, params).fetchall()
-        except duckdb.IOException:
-            raise _FilesMovedError from None
         except duckdb.Error as exc:
+            if any(f.parquet is not None for f in files):
+                if all(
+                    f.path.exists() and f.parquet and f.parquet.exists() for f in files if f.parquet
+                ):
+                    self._distrust(files)  # corrupt: read these files' JSONL instead
+                raise _FilesMovedError from None
+            if isinstance(exc, duckdb.IOException):
+                raise _FilesMovedError from None
             raise QueryError(f"the query could not run: {exc}") from None
         finally:
             cursor.close()
 
-    def _one(self, sql: str, params: list[object]) -> Any:
-        rows = self._all(sql, params)
+    def _one(self, sql: str, params: list[object], files: Sequence[_FileSpan]) -> Any:
+        rows = self._all(sql, params, files)
         return rows[0] if rows else None

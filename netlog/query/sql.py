@@ -22,7 +22,7 @@ import orjson
 from netlog.levels import RANKS, UNKNOWN_RANK
 from netlog.query.language import Term
 
-__all__ = ["LEVEL_RANK_MACRO", "json_path", "where"]
+__all__ = ["LEVEL_RANK_MACRO", "json_path", "value", "where"]
 
 #: ``level_rank(text)`` in SQL, the same ranks as :func:`netlog.levels.level_rank`;
 #: made from :data:`netlog.levels.RANKS` (our constants, not user text).
@@ -39,12 +39,48 @@ _TEXT: Final = (
     "OR contains(lower(coalesce(json->>'$.exc', '')), ?) "
     f"OR contains(lower(coalesce({_FIELD_VALUES}, '')), ?))"
 )
+#: The same test over a compacted file's columns (netlog.store.compact): no JSON parsed.
+#: ``search`` (all three, lower case, in one column) first: a cheap prefilter.
+_TEXT_COLUMNS: Final = (
+    "(contains(search, ?) AND "
+    "(contains(lower(coalesce(message, '')), ?) "
+    "OR contains(lower(coalesce(exc, '')), ?) "
+    "OR contains(lower(coalesce(field_values, '')), ?)))"
+)
+#: Top-level keys a compacted file holds as columns of the same name
+#: (each ``json->>'$.key'``, see netlog.store.compact.COLUMNS).
+_COLUMN_KEYS: Final = frozenset(
+    {"level", "logger", "message", "exc", "peer", "format", "host", "id"}
+)
 _COMPARE: Final = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
 def json_path(key: tuple[str, ...]) -> str:
     """The JSON path of a parsed key, every segment quoted: ``$."fields"."a-b"``."""
     return "$." + ".".join(f'"{part}"' for part in key)
+
+
+def value(key: tuple[str, ...], params: list[object], *, columns: bool = False) -> str:
+    """SQL for a key's value as text (NULL when absent), appending its parameters.
+
+    ``columns``: over a compacted file's columns rather than the raw line.
+    """
+    if columns and len(key) == 1 and key[0] in _COLUMN_KEYS:
+        return key[0]  # one of our constant column names, never user text
+    if columns and len(key) > 1 and key[0] == "fields":
+        params.append(json_path(key[1:]))
+        return "json_extract_string(fields, ?)"
+    params.append(json_path(key))
+    return "json_extract_string(json, ?)"
+
+
+def _has(key: tuple[str, ...], params: list[object], *, columns: bool) -> str:
+    """``has:key``; a field over a compacted file's ``fields``, not the whole line."""
+    if columns and len(key) > 1 and key[0] == "fields":
+        params.append(json_path(key[1:]))
+        return "coalesce(json_exists(fields, ?), false)"
+    params.append(json_path(key))
+    return "coalesce(json_exists(json, ?), false)"
 
 
 def _like_pattern(text: str) -> str:
@@ -61,52 +97,64 @@ def _spelled_as_is(text: str) -> bool:
     return bool(text) and text.isascii() and orjson.dumps(text)[1:-1].decode() == text
 
 
-def _condition(term: Term, params: list[object]) -> str:  # noqa: PLR0911 - one return per kind of term
+def _condition(term: Term, params: list[object], *, columns: bool) -> str:  # noqa: PLR0911 - one return per kind of term
     """One term's SQL (its prefilter ANDed in), appending its parameters."""
-    op, key, value = term.op, term.key, term.value
+    op, key, term_value = term.op, term.key, term.value
     if op == "text":
-        word = str(value)
-        exact = _TEXT
+        word = str(term_value)
+        if columns:
+            params.extend([word, word, word, word])
+            return _TEXT_COLUMNS
         params.extend([word, word, word])
         if _spelled_as_is(word):
             params.insert(len(params) - 3, _like_pattern(word))
-            return f"(json ILIKE ? ESCAPE '\\' AND {exact})"
-        return exact
-    path = json_path(key)
+            return f"(json ILIKE ? ESCAPE '\\' AND {_TEXT})"
+        return _TEXT
     if op == "has":
-        params.append(path)
-        return "coalesce(json_exists(json, ?), false)"
+        return _has(key, params, columns=columns)
     if key == ("level",) and op in _COMPARE:
-        params.append(value)
-        return f"(level_rank(coalesce(json->>'$.level', '')) {_COMPARE[op]} ?)"
+        params.append(term_value)
+        level = "level" if columns else "json->>'$.level'"
+        return f"(level_rank(coalesce({level}, '')) {_COMPARE[op]} ?)"
     if op in _COMPARE:
-        params.extend([path, value])
-        return f"(TRY_CAST(json_extract_string(json, ?) AS DOUBLE) {_COMPARE[op]} ?)"
-    text = str(value)
+        extracted = value(key, params, columns=columns)
+        params.append(term_value)
+        return f"(TRY_CAST({extracted} AS DOUBLE) {_COMPARE[op]} ?)"
+    text = str(term_value)
     if key == ("logger",):
-        prefix = text + "."
-        params.extend([text, prefix])
-        test = "(json->>'$.logger' = ? OR starts_with(json->>'$.logger', ?))"
+        logger = "logger" if columns else "json->>'$.logger'"
+        params.extend([text, text + "."])
+        test = f"({logger} = ? OR starts_with({logger}, ?))"
     elif key == ("level",):
         params.append(text)
-        test = "(lower(json->>'$.level') = ?)"
+        test = "(lower(level) = ?)" if columns else "(lower(json->>'$.level') = ?)"
     else:
-        params.extend([path, text])
-        test = "(json_extract_string(json, ?) = ?)"
+        mark = len(params)
+        test = f"({value(key, params, columns=columns)} = ?)"
+        params.append(text)
+        if op != "!=" and _spelled_as_is(text) and test.startswith("(json_extract_string("):
+            # The raw text the value must appear in: the line, or the fields' JSON.
+            haystack = "fields" if test.startswith("(json_extract_string(fields") else "json"
+            params.insert(mark, text)
+            return f"(contains({haystack}, ?) AND {test})"
     if op == "!=":
         return f"NOT coalesce({test}, false)"
-    if _spelled_as_is(text) and key != ("level",):
+    if _spelled_as_is(text) and key != ("level",) and not columns:
         params.insert(len(params) - 2, text)  # before the test's two parameters
         return f"(contains(json, ?) AND {test})"
     return test
 
 
-def where(terms: list[Term]) -> tuple[str, list[object]]:
-    """``(sql, params)``: every term must match; ``TRUE`` for no terms."""
+def where(terms: list[Term], *, columns: bool = False) -> tuple[str, list[object]]:
+    """``(sql, params)``: every term must match; ``TRUE`` for no terms.
+
+    ``columns``: for a compacted file (netlog.store.compact), whose columns
+    hold what each term reads; otherwise for the raw line of a JSONL file.
+    """
     parts: list[str] = []
     params: list[object] = []
     for term in terms:
-        sql = _condition(term, params)
+        sql = _condition(term, params, columns=columns)
         # A plain term stays a bare conjunct (NULL fails a WHERE anyway), so
         # DuckDB evaluates its exact test only on rows its prefilter passed.
         parts.append(f"NOT coalesce({sql}, false)" if term.negated else sql)

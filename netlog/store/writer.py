@@ -154,6 +154,16 @@ def rotated_paths(directory: Path) -> list[Path]:
     return paths
 
 
+def _unlink_compacted(backup: Path) -> None:
+    """Delete a deleted backup's Parquet copy (netlog.store.compact), if it has one.
+
+    After the JSONL, so a reader never finds a Parquet file without its
+    source; one left by a crash in between is removed by the compactor.
+    """
+    with contextlib.suppress(OSError):
+        backup.with_name(backup.name + ".parquet").unlink(missing_ok=True)
+
+
 def _describe(exc: OSError) -> str:
     if exc.errno in _ERRNO_TEXT:
         return _ERRNO_TEXT[exc.errno]
@@ -616,6 +626,7 @@ class JsonlFileSink:
                 break
             oldest = backups.popleft()
             oldest.unlink(missing_ok=True)
+            _unlink_compacted(oldest)
         self._next_expiry = 0.0  # a new backup: look at ages at the next flush
         new_fd = os.open(path, _FLAGS, _MODE)
         old_fd, self._fd = self._fd, new_fd
@@ -654,6 +665,7 @@ class JsonlFileSink:
             except OSError as exc:
                 self._failed("delete an expired backup,", exc, blocking=False)
                 break
+            _unlink_compacted(oldest)
             backups.popleft()
             deleted += 1
         if deleted:
