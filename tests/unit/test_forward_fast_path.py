@@ -97,3 +97,17 @@ def test_bad_packed_entries_are_a_bad_frame(data: bytes) -> None:
     with pytest.raises(DecodeError) as caught:
         _unpack_stream(data)
     assert caught.value.reason == "bad_frame"
+
+
+def test_frames_read_together_still_fail_one_at_a_time() -> None:
+    """Frames unpacked in one call; one that only unpacking refuses keeps the ones before it."""
+    good = [_pack(["docker.web", int(TS), _body(line), {}]) for line in LINES[:3]]
+    bad = _pack(["docker.web", int(TS), {(1, 2): "a map key that is an array"}])
+    decoder = ForwardDecoder(PEER, clock=lambda: NOW)
+
+    got = decoder.feed(b"".join([*good, bad, good[0]]))
+
+    assert [r.message for r in got] == [r.message for line in LINES[:3] for r in _general(line)[0]]
+    with pytest.raises(DecodeError) as caught:
+        decoder.feed(good[0])
+    assert caught.value.reason == "bad_frame"
