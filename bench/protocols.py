@@ -53,6 +53,7 @@ import collections
 import contextlib
 import cProfile
 import http.client
+import itertools
 import json
 import os
 import pstats
@@ -347,6 +348,7 @@ class Trial:
     load: float
     kernel_dropped: int
     summary: str
+    tree: str
 
     @property
     def us_per_record(self) -> float:
@@ -358,12 +360,17 @@ class Trial:
 
 
 def run_trial(
-    protocol: str, frames: list[bytes], count: int, workdir: Path, timeout: float
+    protocol: str,
+    frames: list[bytes],
+    count: int,
+    workdir: Path,
+    timeout: float,
+    tree: Path = harness.ROOT,
 ) -> Trial:
-    """Start a server, send ``frames``, wait for ``count`` lines on disk; the server's CPU."""
+    """Start a server from ``tree``, send ``frames``, wait for ``count`` lines; the server's CPU."""
     load = os.getloadavg()[0]
     flush = ("--flush-interval", harness.NETLOG_INGEST_FLUSH)
-    with harness.serving("netlog", workdir, flush) as server:
+    with harness.serving("netlog", workdir, flush, tree=tree) as server:
         assert server.out is not None
         port = server.ports[PORT[protocol]]
         time.sleep(0.3)  # start-up work (imports done, store opened) is not the trial's
@@ -388,7 +395,7 @@ def run_trial(
     summary = next(
         (line for line in server.stderr_text.splitlines() if "records written" in line), ""
     )
-    return Trial(protocol, count, lines, seconds, cpu, load, dropped, summary.strip())
+    return Trial(protocol, count, lines, seconds, cpu, load, dropped, summary.strip(), str(tree))
 
 
 # --- decoders alone ----------------------------------------------------------------
@@ -514,6 +521,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write every trial here")
     parser.add_argument("--decode-only", action="store_true", help="the decoders alone, in-process")
     parser.add_argument("--profile", choices=PROTOCOLS, help="cProfile one decoder, in-process")
+    parser.add_argument(
+        "--trees",
+        default=str(harness.ROOT),
+        help="comma-separated source trees to run the server from, alternating (A/B)",
+    )
     args = parser.parse_args()
     protocols = args.only or list(PROTOCOLS)
     if "json" not in protocols:
@@ -531,24 +543,30 @@ def main() -> int:
         return 0
 
     os.sched_setaffinity(0, {int(harness.CLIENT_CORE)})
+    trees = [Path(tree).resolve() for tree in args.trees.split(",")]
     trials: list[Trial] = []
     with tempfile.TemporaryDirectory(prefix="netlog-protocols-") as tmp:
-        for round_ in range(args.trials):
-            for protocol in protocols:
-                workdir = Path(tmp) / f"{protocol}-{round_}"
-                trial = run_trial(protocol, rendered[protocol], args.records, workdir, args.timeout)
-                trials.append(trial)
-                harness.log(
-                    f"{protocol}: {trial.lines}/{trial.records} lines in {trial.seconds:.2f}s, "
-                    f"{trial.us_per_record:.1f} µs/record server CPU, load {trial.load:.2f}, "
-                    f"kernel dropped {trial.kernel_dropped}; {trial.summary}"
-                )
-                with contextlib.suppress(OSError):
-                    for path in workdir.glob("logs/records.jsonl*"):
-                        path.unlink()
+        for round_, protocol, tree in itertools.product(range(args.trials), protocols, trees):
+            workdir = Path(tmp) / f"{protocol}-{round_}-{trees.index(tree)}"
+            trial = run_trial(
+                protocol, rendered[protocol], args.records, workdir, args.timeout, tree
+            )
+            trials.append(trial)
+            harness.log(
+                f"{tree.name} {protocol}: {trial.lines}/{trial.records} lines "
+                f"in {trial.seconds:.2f}s, "
+                f"{trial.us_per_record:.1f} µs/record server CPU, load {trial.load:.2f}, "
+                f"kernel dropped {trial.kernel_dropped}; {trial.summary}"
+            )
+            with contextlib.suppress(OSError):
+                for path in workdir.glob("logs/records.jsonl*"):
+                    path.unlink()
     loads = [t.load for t in trials]
     sizes = {p: sum(map(len, f)) / args.records for p, f in rendered.items()}
-    print(table(trials))
+    for tree in trees:
+        if len(trees) > 1:
+            print(f"\nserver from {tree}:\n")
+        print(table([t for t in trials if t.tree == str(tree)]))
     print()
     print(
         f"{args.records:,} records a trial, {args.trials} trial(s) a protocol, alternating, "
