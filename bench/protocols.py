@@ -33,7 +33,8 @@ protocol's bytes from this process (pinned to the other core: one
 datagram, one request a batch for OTLP) and waits until ``records.jsonl``
 holds every record.  The metric is the server process's CPU seconds
 (``/proc/PID/stat``) over that span divided by the records; records/s is
-the records over the wall time.  UDP is paced so the kernel drops nothing:
+the records over the wall time (for UDP, the sender's pacing sets it: only
+the CPU column compares there).  UDP is paced so the kernel drops nothing:
 the sender watches the socket's receive queue in ``/proc/net/udp`` and
 waits while it holds more than 1 MiB; the kernel's drop count and the
 server's exit summary are checked after each trial.  Protocols alternate
@@ -41,9 +42,11 @@ server's exit summary are checked after each trial.  Protocols alternate
 
 ``--decode-only`` times the decoders alone, in this process, on the same
 frames (no sockets, no store); ``--profile NAME`` runs one of them under
-cProfile.
+cProfile; ``--trees old,new`` alternates servers run from two source trees
+(``git archive REV | tar -x -C /tmp/old``), one table each.
 
-    PYTHONPATH=. python bench/protocols.py --records 30000 --trials 3
+    PYTHONPATH=. python bench/protocols.py --records 60000 --trials 5
+    PYTHONPATH=/tmp/old python bench/protocols.py --decode-only   # the old decoders
 """
 
 from __future__ import annotations
