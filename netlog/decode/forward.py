@@ -421,7 +421,9 @@ class ForwardDecoder:
         if option is not None:
             chunk = option.get("chunk")
             if chunk is not None:
-                self._acks.append(msgpack.packb({"ack": chunk}))
+                # The chunk id echoed as it came: bytes that were not UTF-8 included.
+                ack = msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape")
+                self._acks.append(ack)
 
     def _entries(self, message: list[Any]) -> tuple[list[Any], dict[Any, Any] | None]:
         """The ``[time, record]`` entries and the option of one message, whatever its mode."""

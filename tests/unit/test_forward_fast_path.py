@@ -111,3 +111,15 @@ def test_frames_read_together_still_fail_one_at_a_time() -> None:
     with pytest.raises(DecodeError) as caught:
         decoder.feed(good[0])
     assert caught.value.reason == "bad_frame"
+
+
+def test_a_chunk_id_that_is_not_utf8_is_acked_with_its_own_bytes() -> None:
+    """Found by test_fuzz_forward: the ack was packed strictly and raised UnicodeEncodeError."""
+    chunk = b"\x93\xa3id"
+    frame = b"\x94\xa3app\x01\x81\xa3msg\xa1e\x81\xa5chunk" + bytes([0xA0 | len(chunk)]) + chunk
+    decoder = ForwardDecoder(PEER, clock=lambda: NOW)
+
+    (record,) = decoder.feed(frame)
+
+    assert record.message == "e"
+    assert decoder.replies() == b"\x81\xa3ack" + bytes([0xA0 | len(chunk)]) + chunk
