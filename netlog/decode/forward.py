@@ -69,9 +69,10 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
+import orjson
 
 from netlog.decode.container import STREAM_LEVELS, container_line, leading_level
-from netlog.decode.formats import cap_message
+from netlog.decode.formats import DEEP_JSON, cap_message, is_deep
 from netlog.decode.inflate import inflate
 from netlog.decode.normalize import Budget, expansion_budget, from_json, json_safe
 from netlog.errors import DecodeError
@@ -98,6 +99,11 @@ MAX_OPEN_PARTIALS: Final = 8
 #: Ids of over-long lines whose remaining parts are discarded, remembered per connection.
 _MAX_DISCARDING: Final = 64
 _EVENT_TIME: Final = struct.Struct(">II")
+_new_record: Final = tuple.__new__
+#: Record's fields from here on (``id``, ``host``) are kept as from_json made them.
+_KEPT_FROM: Final = Record._fields.index("format") + 1
+#: MessagePack's array 32 header: 0xdd, then the count.
+_ARRAY32: Final = struct.Struct(">BI")
 #: What msgpack raises on bytes it cannot decode (ExtraData, FormatError and
 #: StackError are ValueErrors; an unhashable map key is a TypeError).
 _UNPACK_ERRORS: Final = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
@@ -143,36 +149,65 @@ def _unpack_whole(data: bytes) -> Any:
         raise _bad(f"not MessagePack ({type(exc).__name__}: {exc})") from None
 
 
+def _unpack_frames(data: bytes, count: int) -> list[Any] | None:
+    """The ``count`` frames ``data`` holds (already scanned), or ``None`` if one does not unpack.
+
+    One ``unpackb`` behind an array header of that count, as in
+    :func:`_unpack_stream`: Docker's driver sends a frame a line, and a call
+    with its limits for each cost as much as the frame's contents.  The
+    scan has proved every claimed element is here, so the limits (the
+    frames' size together) bound nothing that the bytes do not.
+    """
+    size = len(data)
+    try:
+        return msgpack.unpackb(  # type: ignore[no-any-return]
+            _ARRAY32.pack(0xDD, count) + data,
+            raw=False,
+            unicode_errors="surrogateescape",
+            strict_map_key=False,
+            max_bin_len=size,
+            max_str_len=size,
+            max_array_len=max(size, count),
+            max_map_len=size // 2,
+            max_ext_len=size,
+        )
+    except _UNPACK_ERRORS:
+        return None
+
+
 def _unpack_stream(data: bytes) -> list[Any]:
     """The objects of a complete MessagePack stream (packed entries), scanned before built.
 
-    The scan proves every claimed element is here, so building them all
-    with one unpacker costs memory in proportion to ``data``.
+    The scan proves every claimed element is here and counts the objects;
+    they are then built by one ``unpackb`` of the same bytes behind an
+    array header of that count (an ``Unpacker`` iterated object by object
+    costs twice as much a record), so building them costs memory in
+    proportion to ``data``.
     """
     size = len(data)
     scanner = msgpack.Unpacker(max_buffer_size=max(size, 1))
     scanner.feed(data)
+    count = 0
     try:
         while scanner.tell() < size:
             scanner.skip()
+            count += 1
     except msgpack.OutOfData:
         raise _bad("packed entries end inside an entry") from None
     except _UNPACK_ERRORS as exc:
         raise _bad(f"packed entries are not MessagePack ({type(exc).__name__}: {exc})") from None
-    unpacker = msgpack.Unpacker(
-        max_buffer_size=max(size, 1),
-        raw=False,
-        unicode_errors="surrogateescape",
-        strict_map_key=False,
-        max_bin_len=size,
-        max_str_len=size,
-        max_array_len=size,
-        max_map_len=size // 2,
-        max_ext_len=size,
-    )
-    unpacker.feed(data)
     try:
-        return list(unpacker)
+        return msgpack.unpackb(  # type: ignore[no-any-return]
+            _ARRAY32.pack(0xDD, count) + data,
+            raw=False,
+            unicode_errors="surrogateescape",
+            strict_map_key=False,
+            max_bin_len=size,
+            max_str_len=size,
+            max_array_len=max(size, count),
+            max_map_len=size // 2,
+            max_ext_len=size,
+        )
     except _UNPACK_ERRORS as exc:
         raise _bad(f"packed entries are not MessagePack ({type(exc).__name__}: {exc})") from None
 
@@ -305,14 +340,17 @@ class ForwardDecoder:
                 raise self._too_large() from None
             ends = self._frame_ends()
             if ends:
-                view = memoryview(self._buffer)
                 base = self._offset
-                frames = [bytes(view[a - base : b - base]) for a, b in itertools.pairwise(ends)]
-                view.release()
+                whole = bytes(self._buffer[: ends[-1] - base])
                 del self._buffer[: ends[-1] - base]
                 self._offset = ends[-1]
-                for frame in frames:
-                    self._frame(frame, now, out)
+                messages = _unpack_frames(whole, len(ends) - 1)
+                if messages is None:  # one is bad: frame by frame, so the ones before it count
+                    for a, b in itertools.pairwise(ends):
+                        self._message(_unpack_whole(whole[a - base : b - base]), now, out)
+                else:
+                    for message in messages:
+                        self._message(message, now, out)
             if len(self._buffer) > self.max_frame:
                 raise self._too_large()
 
@@ -358,9 +396,8 @@ class ForwardDecoder:
 
     # --- one frame -------------------------------------------------------------
 
-    def _frame(self, frame: bytes, now: float, out: list[Record]) -> None:
-        """Decode one whole frame; its records are added only if all of it is good."""
-        message = _unpack_whole(frame)
+    def _message(self, message: Any, now: float, out: list[Record]) -> None:
+        """Decode one whole frame, unpacked; its records are added only if all of it is good."""
         if message is None:
             return  # a client's heartbeat
         if type(message) is not list or not 2 <= len(message) <= 4:
@@ -384,7 +421,9 @@ class ForwardDecoder:
         if option is not None:
             chunk = option.get("chunk")
             if chunk is not None:
-                self._acks.append(msgpack.packb({"ack": chunk}))
+                # The chunk id echoed as it came: bytes that were not UTF-8 included.
+                ack = msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape")
+                self._acks.append(ack)
 
     def _entries(self, message: list[Any]) -> tuple[list[Any], dict[Any, Any] | None]:
         """The ``[time, record]`` entries and the option of one message, whatever its mode."""
@@ -432,6 +471,15 @@ class ForwardDecoder:
                 self._partial(tag, ts, body, now, out)
                 return
             del body["log"]  # the rest is the line's metadata (body is this decoder's own)
+            if line[:1] == "{":
+                raw = line.encode("utf-8", "surrogateescape")
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    obj = None  # text after all: the long way notes it
+                if type(obj) is dict:
+                    self._json_line(tag, ts, body, obj, raw, now, out)
+                    return
             stream = body.get("source") or body.get("stream")
             if line.isascii() and line[:1] not in _NOT_PLAIN and not line.isspace():
                 self._plain_line(tag, ts, body, stream, line, now, out)
@@ -480,6 +528,48 @@ class ForwardDecoder:
             meta["tag"] = tag
         record = Record(ts, now, level, logger, line, meta, None, self.peer, FORMAT)
         if len(line) > self.max_line:
+            record = cap_message(record, self.max_line, self.notes)
+        out.append(record)
+
+    def _json_line(  # noqa: PLR0917 - one call per line, as _plain_line
+        self,
+        tag: str,
+        ts: float,
+        meta: dict[str, Any],
+        obj: dict[str, Any],
+        raw: bytes,
+        now: float,
+        out: list[Record],
+    ) -> None:
+        """:meth:`_line` for a line that is a JSON object (a containerised structured logger).
+
+        ``orjson`` has parsed the line already (from bytes: it reads them
+        faster than a ``str``), so there is no second pass through
+        :func:`~netlog.decode.container.container_line`, whose JSON branch
+        is :func:`~netlog.decode.normalize.from_json` (called here as it
+        is) plus a counter of notes a record, most of the cost at Docker's
+        one record a line.  A line ``orjson`` refuses goes the long
+        way, which notes it (``json_as_text``) as for every transport.
+        """
+        deep = len(raw) > DEEP_JSON and is_deep(raw)
+        record = from_json(obj, self.peer, now, deep=deep, fmt=FORMAT)
+        fields = record.fields
+        fields.update(meta)
+        name = meta.get("container_name")
+        if type(name) is str:
+            name = fields["container_name"] = name.lstrip("/")
+        logger = record.logger or (name if type(name) is str and name else tag)
+        if "tag" not in fields:
+            fields["tag"] = tag
+        if record.ts != now:
+            ts = record.ts
+        message = record.message
+        # tuple.__new__: Record's own __new__ is a Python function, a third of this line's cost.
+        level, exc, kept = record.level, record.exc, record[_KEPT_FROM:]
+        record = _new_record(
+            Record, (ts, now, level, logger, message, fields, exc, self.peer, FORMAT, *kept)
+        )
+        if len(message) > self.max_line:
             record = cap_message(record, self.max_line, self.notes)
         out.append(record)
 

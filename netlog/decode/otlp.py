@@ -404,8 +404,9 @@ class _Mapper:
                 scope = self._pairs(scope_logs.scope.attributes, scope_budget)
                 inherited = resource_budget.cut + scope_budget.cut
                 logger = scope_logs.scope.name or (service if type(service) is str else "")
+                template = _Template(resource + scope)
                 for log_record in log_records[:room]:
-                    record = self._record(log_record, resource + scope, logger, inherited)
+                    record = self._record(log_record, template, logger, inherited)
                     if record is not None:
                         records.append(record)
         return OtlpBatch(records, sum(self.rejected.values()), self._error())
@@ -427,7 +428,7 @@ class _Mapper:
     def _record(
         self,
         log_record: LogRecord,
-        inherited: list[tuple[str, Any]],
+        inherited: _Template,
         logger: str,
         inherited_cut: int,
     ) -> Record | None:
@@ -438,11 +439,15 @@ class _Mapper:
         budget = _Budget()
         budget.cut = inherited_cut
         pairs = self._pairs(log_record.attributes, budget)
-        fields: dict[str, Any] = {}
-        for key, value in inherited + pairs:
-            _put(fields, key, value)
-        exc = _exception(pairs, fields)
-        body = self._value(log_record.body, budget, 0) if log_record.HasField("body") else None
+        fields = inherited.fields()
+        for key, value in pairs:
+            if "." in key or type(fields.get(key)) is dict:
+                _put(fields, key, value)
+            else:  # _put's first case, without the call
+                fields[key] = value
+        # exception.type/message/stacktrace always make fields["exception"] (_put's setdefault).
+        exc = _exception(pairs, fields) if "exception" in fields else None
+        body = self._body(log_record, budget)
         if type(body) is dict:
             _put(fields, "body", body)
         message = _message(body)
@@ -463,12 +468,34 @@ class _Mapper:
             record = cap_message(record, self.max_line, self.notes)
         return record
 
+    def _body(self, log_record: LogRecord, budget: _Budget) -> Any:
+        """The record's body as :meth:`_value` reads it (``None`` when it has none)."""
+        if not log_record.HasField("body"):
+            return None
+        any_value = log_record.body
+        text = any_value.string_value  # not empty: the oneof's string, as in _pairs
+        if text and budget.left > 0:
+            budget.left -= 1
+            return text
+        return self._value(any_value, budget, 0)
+
     def _pairs(self, attributes: Any, budget: _Budget) -> list[tuple[str, Any]]:
         """The first :data:`MAX_ATTRIBUTES` attributes as (name, value); the rest counted."""
         count = len(attributes)
         if count > MAX_ATTRIBUTES:
             budget.cut += count - MAX_ATTRIBUTES
-        return [(kv.key, self._value(kv.value, budget, 0)) for kv in attributes[:MAX_ATTRIBUTES]]
+        out = []
+        for kv in attributes[:MAX_ATTRIBUTES]:
+            value = kv.value
+            # A string, the common attribute, without the call (as _value reads it): a
+            # oneof's other members read as their defaults, so a non-empty one is the set one.
+            text = value.string_value
+            if text and budget.left > 0:
+                budget.left -= 1
+                out.append((kv.key, text))
+            else:
+                out.append((kv.key, self._value(value, budget, 0)))
+        return out
 
     def _value(self, value: AnyValue, budget: _Budget, depth: int) -> Any:  # noqa: PLR0911 - one flat switch of AnyValue's kinds
         """An AnyValue as JSON-ready Python, within the record's budget."""
@@ -512,8 +539,54 @@ class _Mapper:
         return out if array else dict(out)
 
 
+class _Template:
+    """The fields a scope's records inherit (resource, then scope attributes), put once.
+
+    Every record of a scope starts from the same inherited attributes, so
+    they are put (:func:`_put`) once and each record gets a copy of the
+    result: the nesting dicts :func:`_put` made are copied (a record's own
+    attributes may nest into them), the attribute values themselves are
+    shared as they were when each record put them again, so the fields are
+    what putting the inherited attributes again for every record gives.
+    """
+
+    __slots__ = ("_flat", "_nested")
+
+    def __init__(self, inherited: list[tuple[str, Any]]) -> None:
+        tree: dict[str, Any] = {}
+        for key, value in inherited:
+            _put(tree, key, value)
+        values = {id(value) for _, value in inherited if type(value) is dict}
+        self._flat, self._nested = _Template._split(tree, values)
+
+    @staticmethod
+    def _split(node: dict[str, Any], values: set[int]) -> tuple[dict[str, Any], list[Any]]:
+        """``node`` as what a shallow copy gives, and the nesting dicts to copy under it."""
+        nested = [
+            (key, _Template._split(value, values))
+            for key, value in node.items()
+            if type(value) is dict and id(value) not in values
+        ]
+        return node, nested
+
+    def fields(self) -> dict[str, Any]:
+        """A record's own copy of the inherited fields."""
+        return _Template._copy(self._flat, self._nested)
+
+    @staticmethod
+    def _copy(flat: dict[str, Any], nested: list[Any]) -> dict[str, Any]:
+        out = dict(flat)
+        for key, (inner_flat, inner_nested) in nested:
+            out[key] = _Template._copy(inner_flat, inner_nested)
+        return out
+
+
 def _put(fields: dict[str, Any], key: str, value: Any) -> None:
     """Set ``key`` in ``fields``, nesting its dotted parts; kept flat when it cannot nest."""
+    if "." not in key:  # the common name: nothing to nest
+        if type(fields.get(key)) is not dict or type(value) is dict:
+            fields[key] = value
+        return
     parts = key.split(".")
     if 1 < len(parts) <= MAX_NAME_PARTS and all(parts):
         node = fields
@@ -557,11 +630,27 @@ def _message(body: Any) -> str:
     return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+#: :func:`known_rank` of the severity texts seen (a sender uses a handful), bounded.
+_RANK_OF: dict[str, int | None] = {}
+_RANKS_KEPT: Final = 256
+
+
+def _rank(text: str) -> int | None:
+    """:func:`known_rank`, remembered: it runs twice a record."""
+    try:
+        return _RANK_OF[text]
+    except KeyError:
+        rank = _RANK_OF[text] = known_rank(text)
+        if len(_RANK_OF) > _RANKS_KEPT:
+            _RANK_OF.clear()
+        return rank
+
+
 def _level(number: int, text: str, fields: dict[str, Any]) -> str:
     """The level by ``severity_number``'s range, else ``severity_text``; a differing text kept."""
     if 1 <= number <= 24:  # OTLP's SeverityNumber range
         level = _LEVELS[(number - 1) // 4]
-        if text and known_rank(text) != known_rank(level):
+        if text and _rank(text) != _rank(level):
             fields["severity_text"] = text
         return level
     if text:
