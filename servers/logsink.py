@@ -47,9 +47,9 @@ from netlog.report import Reporter, describe_exception
 from netlog.settings import DEFAULT_MAX_LINE
 from netlog.sinks.pipeline import Pipeline
 from netlog.stats import Stats
-from servers.gevent_private import accept_queued, handle_accepted
+from servers.gevent_private import accept_queued, handle_accepted, replace_read_callback
 from servers.pool_watch import FullPoolWatch
-from servers.responder import FullDatagramServer
+from servers.responder import MAX_DATAGRAM, FullDatagramServer
 
 #: Makes the decoder of one connection from its peer's name: the protocol
 #: a stream listener speaks (``StreamDecoder`` by default).
@@ -57,6 +57,10 @@ DecoderFactory = Callable[[str], ConnectionDecoder]
 #: Decodes one datagram (bytes, peer, receive time) into its record, or
 #: ``None`` when it holds no record yet (a GELF chunk); raises DecodeError.
 DatagramDecode = Callable[[bytes, str, float], "Record | None"]
+
+#: Datagrams a log datagram listener takes per wake-up of the event loop
+#: before the others get their turn; they are handed on as one batch.
+DATAGRAMS_PER_WAKEUP = 64
 
 #: Bytes read per recv; large reads amortise the per-call cost.
 READ_SIZE = 256 * 1024
@@ -567,6 +571,7 @@ class LogDatagramServer(FullDatagramServer):
         self.max_frame = max_frame
         self.max_line = max_line
         self.decode: DatagramDecode = decode or self._decode_log_datagram
+        replace_read_callback(self, self.take_queued)
 
     def _decode_log_datagram(self, data: bytes, peer: str, received: float) -> Record:
         return decode_datagram(
@@ -578,8 +583,34 @@ class LogDatagramServer(FullDatagramServer):
             notes=self.stats.notes,
         )
 
+    def take_queued(self) -> None:
+        """The read callback: decode what is queued, then hand it on as one batch.
+
+        Replaces gevent's generic loop (a pool check, ``do_read`` and a
+        handle-then-close wrapper per datagram) and the pipeline's per-batch
+        bookkeeping per datagram: a burst of small datagrams cost about twice
+        the CPU per record of the same records on a TCP connection.  Bounded
+        per wake-up (:data:`DATAGRAMS_PER_WAKEUP`) so other listeners get
+        their turn; the records of one wake-up are submitted together.
+        """
+        recvfrom = self.raw_socket.recvfrom
+        decode = self._decode
+        records: list[Record] = []
+        for _ in range(DATAGRAMS_PER_WAKEUP):
+            try:
+                data, address = recvfrom(MAX_DATAGRAM)
+            except OSError:
+                # BlockingIOError: all taken; else e.g. an ICMP error queued
+                # on the socket: nothing to read either.
+                break
+            record = decode(data, address)
+            if record is not None:
+                records.append(record)
+        if records:
+            self._submit(records)
+
     def handle(self, data: bytes, address: Any) -> None:
-        """Decode one datagram inline: no greenlet per datagram."""
+        """Decode one datagram inline (unused while :meth:`take_queued` reads)."""
         record = self._decode(data, address)
         if record is not None:
             self._submit((record,))
