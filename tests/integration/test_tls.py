@@ -417,3 +417,44 @@ class TestReloadAndShutdown:
 def test_pki_files_exist(pki):
     """The helper writes every file the tests use."""
     assert all(Path(path).stat().st_size > 0 for path in vars(pki).values())
+
+
+class TestOtlpOverHttps:
+    """The OTLP port is HTTPS with the certificate too, as the SDK's exporter speaks it."""
+
+    @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
+    def test_the_sdk_exports_over_https(self, netlog_factory, pki, monkeypatch):
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # noqa: PLC0415
+            OTLPLogExporter,
+        )
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler  # noqa: PLC0415
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor  # noqa: PLC0415
+
+        # requests lets these variables override a session's own CA file
+        # (psf/requests#3829): where they are set, the exporter's
+        # certificate_file is ignored.
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        server = netlog_factory(*tls_args(pki))
+        port = server.ports["otlp"]
+        provider = LoggerProvider()
+        exporter = OTLPLogExporter(
+            endpoint=f"https://localhost:{port}/v1/logs", timeout=10, certificate_file=str(pki.ca)
+        )
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+        logger = logging.getLogger("tls.otlp")
+        logger.handlers[:] = [LoggingHandler(logger_provider=provider)]
+        logger.propagate = False
+        try:
+            for i in range(5):
+                logger.warning("over https %d", i)
+            assert provider.force_flush(timeout_millis=20_000)
+        finally:
+            logger.handlers[:] = []
+            provider.shutdown()
+        records = server.wait_records(5, timeout=30)
+        assert sorted(r["message"] for r in records) == [f"over https {i}" for i in range(5)]
+        assert {r["format"] for r in records} == {"otlp"}
+        plain = f"http://127.0.0.1:{port}/health"
+        with pytest.raises(OSError), urllib.request.urlopen(plain, timeout=10) as response:
+            response.read()
