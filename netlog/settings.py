@@ -595,8 +595,8 @@ class Settings:
         metadata=_option(
             _path,
             "PEM certificate (chain) that enables the TLS log port and HTTPS on the HTTP port",
-            readme="PEM certificate chain: enables the TLS log port and turns the HTTP port"
-            " into HTTPS; reloaded on `SIGHUP` for new connections",
+            readme="PEM certificate chain: enables the TLS log port and turns the HTTP and"
+            " OTLP ports into HTTPS; reloaded on `SIGHUP` for new connections",
         ),
     )
     tls_key: Path | None = field(
