@@ -17,7 +17,7 @@ import logging.handlers
 import pickle
 import struct
 
-from reliability_kit import connect, log_frame, peak_rss_kib, raw_frame, summary
+from reliability_kit import connect, log_frame, peak_rss_kib, raw_frame, record_figure, summary
 
 LOG_ONLY = ("--echo-port", "-1", "--responder-port", "-1", "--http-port", "-1")
 INDEX = 1 << 24  # a memo of 2 * INDEX pointers: 256 MiB
@@ -63,3 +63,4 @@ def test_each_bomb_costs_its_frame_and_memory_stays_flat(netlog_factory):
     assert server.stop() == 0
     written, _dropped, bad = summary(server.stderr())
     assert (written, bad) == (len(BOMBS) + 1, len(BOMBS))
+    record_figure("6b", bombs=len(BOMBS), memo_mib=INDEX * 16 >> 20, peak_rss_growth_kib=growth)
