@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import operator
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -402,17 +403,44 @@ def from_logrecord(
     )
 
 
-def _logrecord_fields(data: dict[str, Any], budget: Budget) -> tuple[dict[str, Any], int]:
-    """A LogRecord dict's ``fields`` (``_src`` and the user's keys), and the size to charge.
+#: The five source attributes every LogRecord has, fetched in one C call.
+_SRC_FIVE: Final = operator.itemgetter("pathname", "lineno", "funcName", "process", "threadName")
 
-    Top-level plain scalars (and those of ``_src``) are shared, not copied,
-    so their size is only counted, to be charged once by the caller;
-    everything else goes through json_safe, which charges as it builds.
+
+def _src_of(data: dict[str, Any], budget: Budget) -> tuple[dict[str, Any], int]:
+    """``fields["_src"]`` of a LogRecord dict, and the size of its shared ``str`` values.
+
+    The common frame (the five attributes present as ``str`` and small
+    ``int``) takes one lookup and one dict display; anything else the
+    general loop, with the same result.
     """
+    try:
+        path, line, func, process, thread = _SRC_FIVE(data)
+    except KeyError:
+        pass
+    else:
+        if (
+            type(path) is str
+            and type(func) is str
+            and type(thread) is str
+            and type(line) is int
+            and type(process) is int
+            and _INT_MIN <= line < _INT_END
+            and _INT_MIN <= process < _INT_END
+        ):
+            src = {"file": path, "line": line, "func": func, "process": process, "thread": thread}
+            size = len(path) + len(func) + len(thread) + 2
+            task = data.get("taskName")
+            if task is not None:
+                if type(task) is str:
+                    size += len(task)
+                    src["task"] = task
+                else:
+                    src["task"] = json_safe(task, budget)
+            return src, size
     get = data.get
     size = 0
-    fields: dict[str, Any] = {}
-    src: dict[str, Any] = {}
+    src = {}
     for short, attr in _SRC_KEYS:
         value = get(attr)
         if value is not None:
@@ -425,6 +453,18 @@ def _logrecord_fields(data: dict[str, Any], budget: Budget) -> tuple[dict[str, A
                 src[short] = value
             else:
                 src[short] = json_safe(value, budget)
+    return src, size
+
+
+def _logrecord_fields(data: dict[str, Any], budget: Budget) -> tuple[dict[str, Any], int]:
+    """A LogRecord dict's ``fields`` (``_src`` and the user's keys), and the size to charge.
+
+    Top-level plain scalars (and those of ``_src``) are shared, not copied,
+    so their size is only counted, to be charged once by the caller;
+    everything else goes through json_safe, which charges as it builds.
+    """
+    fields: dict[str, Any] = {}
+    src, size = _src_of(data, budget)
     if src:
         fields["_src"] = src
     user_keys, carried = _user_keys(data)
