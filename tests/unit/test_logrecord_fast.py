@@ -18,6 +18,7 @@ import pytest
 
 from netlog.decode import normalize
 from netlog.decode.normalize import Budget, from_logrecord, json_safe
+from netlog.decode.stream import StreamDecoder
 from netlog.decode.unpickle import unpickle_dict
 from netlog.errors import DecodeError
 
@@ -104,3 +105,25 @@ def test_non_str_keys_are_still_bad_frames(key):
     with pytest.raises(DecodeError, match="non-string key") as info:
         unpickle_dict(pickle.dumps({"msg": "m", key: "x"}, 1))
     assert info.value.reason == "bad_frame"
+
+
+def _frame(record_dict: dict) -> bytes:
+    body = pickle.dumps(record_dict, 1)
+    return len(body).to_bytes(4, "big") + body
+
+
+def test_every_frame_of_a_read_gets_the_whole_budget():
+    # max_frame 1 MiB: each frame may expand to 4 MiB.  Six frames of 0.9 MiB
+    # text would overdraw one shared budget, so each must start with a full
+    # one, whether the frame before it left objects in the budget's memory
+    # (a list) or not; a list of 4 x 0.9 MiB fits, 5 x 0.9 MiB does not.
+    text = "x" * 900_000
+    frames = [_frame({"msg": f"plain {i}", "v": text}) for i in range(6)]
+    frames[2:2] = [_frame({"msg": "list", "v": [text] * 4})]
+    frames[4:4] = [_frame({"msg": "too much", "v": [text] * 5})]
+    decoder = StreamDecoder("p", max_frame=1 << 20)
+    records = decoder.feed(b"".join(frames))
+    assert [r.message for r in records] == [
+        "plain 0", "plain 1", "list", "plain 2", "plain 3", "plain 4", "plain 5"
+    ]  # fmt: skip
+    assert decoder.dropped["bad_frame"] == 1
