@@ -84,6 +84,7 @@ LABELS = {
     "go": "Go",
     "epoll": "C epoll",
     "cookbook": "cookbook receiver",
+    "minimal": "minimal receiver (UNSAFE pickle.loads)",
     "rsyslog": "rsyslog",
 }
 
@@ -218,6 +219,14 @@ def start_server(
         out = workdir / "records.jsonl"
         command = [
             *pin, str(bench_python()), str(ANCHORS / "cookbook_receiver.py"),
+            "--host", HOST, "--port", "0", "--out", str(out), "--ready-file", str(ready),
+        ]  # fmt: skip
+    elif name == "minimal":
+        # UNSAFE anchor (pickle.loads on the wire): a speed limit, loopback only.
+        # The project venv's interpreter, because it needs orjson.
+        out = workdir / "records.jsonl"
+        command = [
+            *pin, str(NETLOG_PYTHON), str(ANCHORS / "minimal_unsafe_receiver.py"),
             "--host", HOST, "--port", "0", "--out", str(out), "--ready-file", str(ready),
         ]  # fmt: skip
     elif name == "rsyslog":
@@ -664,12 +673,14 @@ WORKLOADS = [
         "SocketHandler frames → JSONL, 8 senders",
         "rec/s",
         higher_is_better=True,
-        servers=["netlog", "cookbook"],
+        servers=["netlog", "cookbook", "minimal"],
         measure=measure_ingest("pickle"),
-        goals={"cookbook": 4.0},
+        goals={"cookbook": 4.0, "minimal": 0.6},
         description="160,000 records pre-built with SocketHandler.makePickle, sent by 8 "
         "threads with one sendall each; records/s until all 160,000 lines are in the "
-        f"sink's JSONL file (netlog: --flush-interval {NETLOG_INGEST_FLUSH}).",
+        f"sink's JSONL file (netlog: --flush-interval {NETLOG_INGEST_FLUSH}).  The minimal "
+        "receiver is UNSAFE (pickle.loads on the wire, a 5-key record): the per-core "
+        "speed limit of a Python receiver, not a server to compare features with.",
     ),
     Workload(
         "ingest_json",

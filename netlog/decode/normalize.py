@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import operator
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -315,13 +316,27 @@ def _unpack_carried(fields: dict[str, Any], carried: Any, budget: Budget) -> Non
         fields[_CARRIED_FIELDS] = unpacked
 
 
+#: pathname -> whether it is inside structlog or logging; bounded like _USER_KEYS.
+_LIBRARY_FILES: dict[str, bool] = {}
+
+
+def _is_library_file(file: str) -> bool:
+    """:data:`_LIBRARY_SOURCE` for a pathname, remembered: a sender has few source files."""
+    known = _LIBRARY_FILES.get(file)
+    if known is None:
+        known = _LIBRARY_SOURCE.search(file) is not None
+        if len(_LIBRARY_FILES) < _USER_KEYS_MAX:
+            _LIBRARY_FILES[file] = known
+    return known
+
+
 def _caller_source(fields: dict[str, Any]) -> None:
     """A ``_src`` inside a library: its file/line/func become the callsite keys, or go."""
     src = fields.get("_src")
     if type(src) is not dict:
         return
     file = src.get("file")
-    if not (type(file) is str and _LIBRARY_SOURCE.search(file)):
+    if not (type(file) is str and _is_library_file(file)):
         return
     for short, key in _CALLSITE_KEYS:
         value = fields.get(key)
@@ -350,13 +365,29 @@ def from_logrecord(
     """Normalise the dict ``SocketHandler.makePickle`` sends; ``fmt`` is the record's format.
 
     Raises ``DecodeError("bad_frame")`` when the values expand past ``budget``.
+
+    This runs once per received LogRecord, so it avoids per-key Python work
+    for what every frame has: which keys are the user's is looked up once
+    per *set of keys* (:func:`_user_keys`, cached), and plain scalars
+    (``str``, 64-bit ``int``, finite ``float``, ``None``, ``bool``) are
+    taken as they are and only counted, so :func:`json_safe` runs only for
+    the values that need converting.  The result is the same as converting
+    every value with :func:`json_safe`.
     """
     get = data.get
-    ts = _epoch(get("created"), received)
+    created = get("created")
+    # _epoch, inlined for the common float (x - x is 0.0 only when x is finite).
+    ts = (
+        created
+        if type(created) is float and created - created == 0.0
+        else _epoch(created, received)
+    )
     levelname = get("levelname")
     level = levelname.lower() if type(levelname) is str else level_from_number(get("levelno"))
-    logger = _text(get("name"), budget)
-    message = _text(get("msg"), budget)
+    name = get("name")
+    logger = name if type(name) is str else _text(name, budget)
+    msg = get("msg")
+    message = msg if type(msg) is str else _text(msg, budget)
     exc_text = get("exc_text")
     stack_info = get("stack_info")
     exc: str | None = _text(exc_text, budget) if exc_text else None
@@ -364,35 +395,125 @@ def from_logrecord(
         stack = _text(stack_info, budget)
         exc = f"{exc}\n{stack}" if exc else stack
 
-    # Top-level str values (and those of _src) are shared, not copied, so
-    # their size is only counted and checked once at the end; everything
-    # else goes through json_safe, which checks as it builds.
+    fields, size = _logrecord_fields(data, budget)
+    _caller_source(fields)
+    budget.charge(size)
+    return _new_record(
+        Record, (ts, received, level, logger, message, fields, exc, peer, fmt, "", "")
+    )
+
+
+#: The five source attributes every LogRecord has, fetched in one C call.
+_SRC_FIVE: Final = operator.itemgetter("pathname", "lineno", "funcName", "process", "threadName")
+
+
+def _src_of(data: dict[str, Any], budget: Budget) -> tuple[dict[str, Any], int]:
+    """``fields["_src"]`` of a LogRecord dict, and the size of its shared ``str`` values.
+
+    The common frame (the five attributes present as ``str`` and small
+    ``int``) takes one lookup and one dict display; anything else the
+    general loop, with the same result.
+    """
+    try:
+        path, line, func, process, thread = _SRC_FIVE(data)
+    except KeyError:
+        pass
+    else:
+        if (
+            type(path) is str
+            and type(func) is str
+            and type(thread) is str
+            and type(line) is int
+            and type(process) is int
+            and _INT_MIN <= line < _INT_END
+            and _INT_MIN <= process < _INT_END
+        ):
+            src = {"file": path, "line": line, "func": func, "process": process, "thread": thread}
+            size = len(path) + len(func) + len(thread) + 2
+            task = data.get("taskName")
+            if task is not None:
+                if type(task) is str:
+                    size += len(task)
+                    src["task"] = task
+                else:
+                    src["task"] = json_safe(task, budget)
+            return src, size
+    get = data.get
     size = 0
-    fields: dict[str, Any] = {}
-    src: dict[str, Any] = {}
+    src = {}
     for short, attr in _SRC_KEYS:
         value = get(attr)
         if value is not None:
-            if type(value) is str:
+            kind = type(value)
+            if kind is str:
                 size += len(value)
+                src[short] = value
+            elif kind is int and _INT_MIN <= value < _INT_END:
+                size += 1
                 src[short] = value
             else:
                 src[short] = json_safe(value, budget)
+    return src, size
+
+
+def _logrecord_fields(data: dict[str, Any], budget: Budget) -> tuple[dict[str, Any], int]:
+    """A LogRecord dict's ``fields`` (``_src`` and the user's keys), and the size to charge.
+
+    Top-level plain scalars (and those of ``_src``) are shared, not copied,
+    so their size is only counted, to be charged once by the caller;
+    everything else goes through json_safe, which charges as it builds.
+    """
+    fields: dict[str, Any] = {}
+    src, size = _src_of(data, budget)
     if src:
         fields["_src"] = src
-    for key, value in data.items():
-        if key not in _LOGRECORD_ATTRS and key != _CARRIED_FIELDS:
-            if type(value) is str:
-                size += len(key) + len(value)
-                fields[key] = value
-            else:
-                size += len(key)
-                fields[key] = json_safe(value, budget)
-    if _CARRIED_FIELDS in data:
+    user_keys, carried = _user_keys(data)
+    for key in user_keys:
+        value = data[key]
+        kind = type(value)
+        if kind is str:
+            size += len(key) + len(value)
+            fields[key] = value
+        elif (
+            (kind is int and _INT_MIN <= value < _INT_END)
+            or value is None
+            or kind is bool
+            or (kind is float and value - value == 0.0)  # finite
+        ):
+            size += len(key) + 1  # what json_safe charges a scalar it keeps as it is
+            fields[key] = value
+        else:
+            size += len(key)
+            fields[key] = json_safe(value, budget)
+    if carried:
         _unpack_carried(fields, data[_CARRIED_FIELDS], budget)
-    _caller_source(fields)
-    budget.charge(size)
-    return Record(ts, received, level, logger, message, fields, exc, peer, fmt)
+    return fields, size
+
+
+#: ``Record(...)`` without the namedtuple's Python-level ``__new__``: the
+#: same tuple, all eleven fields given.
+_new_record: Final = tuple.__new__
+
+#: Key tuple of a LogRecord dict -> (its user keys in order, whether it
+#: carries netlog_fields).  A sender's records share one set of keys, so
+#: the split costs one tuple lookup per frame instead of a set test per
+#: key.  Bounded: past the bound a frame's keys are split without caching.
+_USER_KEYS: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
+_USER_KEYS_MAX: Final = 256
+
+
+def _user_keys(data: dict[str, Any]) -> tuple[tuple[str, ...], bool]:
+    """The keys of a LogRecord dict that are the user's (not LogRecord's own), in order."""
+    keys = tuple(data)
+    plan = _USER_KEYS.get(keys)
+    if plan is None:
+        plan = (
+            tuple(k for k in keys if k not in _LOGRECORD_ATTRS and k != _CARRIED_FIELDS),
+            _CARRIED_FIELDS in data,
+        )
+        if len(_USER_KEYS) < _USER_KEYS_MAX:
+            _USER_KEYS[keys] = plan
+    return plan
 
 
 # --- JSON objects ------------------------------------------------------------

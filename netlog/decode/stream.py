@@ -336,10 +336,18 @@ class StreamDecoder:
         expansion = self._expansion
         max_line = self.max_line
         load = FrameLoader().load
+        budget = Budget(expansion)
         for frame in frames:
+            # A budget per frame; one that remembers no object (the common
+            # frame) is as good as new once refilled, and cheaper than new.
+            if budget.seen:
+                budget = Budget(expansion)
+            else:
+                budget.left = expansion
+                budget.deepest = 0
             try:
                 # formats.pickle_record, inlined: a call layer less per record.
-                record = from_logrecord(load(frame), peer, now, Budget(expansion))
+                record = from_logrecord(load(frame), peer, now, budget)
             except DecodeError as exc:
                 self._problem("bad_frame", f"skipped a bad pickle frame: {exc}")
                 continue

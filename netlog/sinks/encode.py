@@ -118,29 +118,57 @@ def encode_line(record: Record, new: str = "") -> bytes:
         # Every record of one read shares its receive time: format it once.
         if received != _last_received[0]:
             _last_received[:] = [received, format_time(received)]
-        obj = {
-            "ts": format_time(ts),
-            "received": _last_received[1],
-            "level": level,
-            "logger": logger,
-            "message": message,
-            "fields": fields,
-            "exc": exc,
-            "peer": peer,
-            "format": fmt,
-            "host": host,
-            "id": record_id if _is_id(record_id) else new,
-        }
-        if exc is None:
-            del obj["exc"]  # absent, not null; the other keys keep their order
-        if not host:
-            del obj["host"]  # only collected records name a host: other lines are unchanged
-        if not obj["id"]:
-            del obj["id"]
-        line = orjson.dumps(obj) + _NEWLINE  # compact: see _dumps_line
+        if record_id and _is_id(record_id):
+            new = record_id
+        if exc is None and not host and new:
+            # The common record (no traceback, not collected, with an id),
+            # built in its final shape rather than built whole and pruned.
+            line = (
+                _dumps(
+                    {
+                        "ts": format_time(ts),
+                        "received": _last_received[1],
+                        "level": level,
+                        "logger": logger,
+                        "message": message,
+                        "fields": fields,
+                        "peer": peer,
+                        "format": fmt,
+                        "id": new,
+                    }
+                )
+                + _NEWLINE
+            )
+        else:
+            obj = {
+                "ts": format_time(ts),
+                "received": _last_received[1],
+                "level": level,
+                "logger": logger,
+                "message": message,
+                "fields": fields,
+                "exc": exc,
+                "peer": peer,
+                "format": fmt,
+                "host": host,
+                "id": new,
+            }
+            if exc is None:
+                del obj["exc"]  # absent, not null; the other keys keep their order
+            if not host:
+                del obj["host"]  # only collected records name a host: other lines are unchanged
+            if not new:
+                del obj["id"]
+            line = _dumps(obj) + _NEWLINE  # compact: see _dumps_line
     except Exception:  # noqa: BLE001 - orjson raises TypeError subclasses, a bad record anything
         line = _encode_sanitized(record, new)
-    return _finish(line)
+    # _finish, inlined for the common ASCII line without DEL.
+    if line.isascii() and b"\x7f" not in line:
+        return line
+    return UNSAFE_JSON_BYTES.sub(json_escape_match, line)
+
+
+_dumps: Final = orjson.dumps
 
 
 def _is_id(value: str) -> bool:
