@@ -209,7 +209,7 @@ class Supervisor(Runner):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             slot.process = gevent.subprocess.Popen(
-                [sys.executable, "-m", "servers.worker", str(theirs.fileno())],
+                [sys.executable, "-m", "servers.worker", str(theirs.fileno()), str(slot.index)],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,

@@ -83,17 +83,17 @@ class NetlogProcess:
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
-    def worker_pids(self) -> list[int]:
-        """The server's child processes that are workers (``--workers N``), oldest first."""
+    def worker_pids(self) -> dict[int, int]:
+        """The server's worker processes (``--workers N``): their pid by worker number."""
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        pids = []
+        pids = {}
         for child in map(int, children):
             try:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             except FileNotFoundError:
                 continue
             if b"servers.worker" in cmdline:
-                pids.append(child)
+                pids[int(cmdline[cmdline.index(b"servers.worker") + 2])] = child
         return pids
 
     def send_signal(self, signum: int = signal.SIGTERM) -> None:
