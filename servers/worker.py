@@ -3,9 +3,10 @@
 Started by the writer (``servers/workers.py``) with its end of a UNIX socket
 as file descriptor ``FD`` (``INDEX``, its number, is there for ``ps``).
 SIGTERM is caught before anything else is imported, as in
-``servers/__main__.py``, so a stop during start-up still takes the clean path (bind, hand over nothing, exit 0).  SIGINT is ignored:
-the worker runs in its own session and stops when the writer tells it
-(SIGTERM), never on a terminal's Ctrl-C of its own, so one stop is one drain.
+``servers/__main__.py``, so a stop during start-up still takes the clean
+path (bind, hand over nothing, exit 0).  SIGINT is ignored: the worker runs
+in its own session and stops when the writer tells it (SIGTERM), never on a
+terminal's Ctrl-C of its own, so one stop is one drain.
 """
 
 import signal
