@@ -333,6 +333,19 @@ class Supervisor(Runner):
         slot.snapshot, slot.lines, slot.done, slot.channel = {}, 0, False, None
         return lost
 
+    def _close_listeners(self) -> None:
+        """Start-up failed: close ours, and stop the workers already running (SIGTERM)."""
+        super()._close_listeners()
+        self.stopping = True
+        self._wake.set()
+        for slot in self.slots:
+            process = slot.process
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for slot in self.slots:
+            if slot.process is not None and not slot.ended.wait(START_TIMEOUT):
+                slot.process.kill()
+
     # -- counting -------------------------------------------------------------
 
     def add_up(self) -> None:
