@@ -13,9 +13,11 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+from reliability_kit import record_figure
 from test_http import metric, metric_values, read_events
 
-from netlogproc import HOST, wait_for
+from netlogproc import HOST, start, wait_for
 
 TIMEOUT = 5.0
 
@@ -187,6 +189,7 @@ class TestWorkerKilled:
         send_lines(server, [f"newer {n}" for n in range(20)])
         records = server.wait_records(43)
         assert len(records) == 43
+        record_figure("workers: kill -9 of a worker", report=line, records=len(records))
         values = metric_values(server)
         assert metric(values, "netlog_worker_restarts_total", worker="1") == 1
         assert metric(values, "netlog_worker_restarts_total", worker="2") == 0
@@ -250,3 +253,40 @@ class TestSlowWriter:
         server.wait_records(count, timeout=60)
         assert server.stop() == 0
         assert len(server.records()) == count
+        record_figure(
+            "workers: stalled writer",
+            sent_before_blocked_mib=round(blocked_at / 2**20, 1),
+            worker_rss_growth_kib=grown,
+            records=count,
+        )
+
+
+class TestStartFails:
+    """A worker that cannot bind stops ``serve``: one line, exit 2, no worker left behind."""
+
+    def test_port_taken_without_reuseport(self, tmp_path):
+        taken = socket.socket()
+        taken.bind((HOST, 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        tag = f"test-workers-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            with pytest.raises(AssertionError, match="exited 2 during start") as failure:
+                start(tmp_path / "w", "--workers", "2", "--log-tcp-port", port, env={"TAG": tag})
+        finally:
+            taken.close()
+        text = str(failure.value)
+        assert f"cannot listen for TCP logs on port {port}" in text
+        assert "worker 1 could not start" in text
+        # The server's workers carry its environment: none is left.
+        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _tagged(p, tag)]
+
+
+def _tagged(proc: Path, tag: str) -> bool:
+    """Whether ``proc`` is a worker started with ``TAG=tag`` in its environment."""
+    try:
+        if b"servers.worker" not in (proc / "cmdline").read_bytes():
+            return False
+        return f"TAG={tag}".encode() in (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
