@@ -290,3 +290,28 @@ def _tagged(proc: Path, tag: str) -> bool:
         return f"TAG={tag}".encode() in (proc / "environ").read_bytes().split(b"\0")
     except OSError:
         return False
+
+
+class TestStuckWorker:
+    """A worker that stops (SIGSTOP: a decode that never ends) does not stall the others."""
+
+    def test_other_worker_keeps_writing(self, netlog_factory):
+        server = netlog_factory("--workers", "2")
+        stuck = connect_to(server, 1)
+        working = connect_to(server, 2)
+        stuck.sendall(b'{"event": "before the stall"}\n')
+        server.wait_records(1)
+        pid = server.worker_pids()[1]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            stuck.sendall(b'{"event": "held by the stuck worker"}\n')
+            working.sendall(b"".join(b'{"event": "w%d"}\n' % n for n in range(1000)))
+            records = server.wait_records(1001)
+            assert "held by the stuck worker" not in {r["message"] for r in records}
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        server.wait_records(1002)
+        stuck.close()
+        working.close()
+        assert server.stop() == 0
+        assert "1002 records written, 0 dropped" in server.stderr().strip().splitlines()[-1]
