@@ -71,6 +71,12 @@ def _cores() -> tuple[str, str]:
 
 
 SERVER_CORE, CLIENT_CORE = _cores()
+#: ``--workers N`` for netlog (``bench/workers.py`` sets it per trial; ``--workers``
+#: here for a whole run).  Above 1, netlog may use every core (no pinning).
+NETLOG_WORKERS = 1
+#: Pin clients to the client core (``bench/workers.py`` lets the scheduler place
+#: them when the server needs both cores).
+PIN_CLIENTS = True
 HOST = "127.0.0.1"
 #: netlog writes to disk every --flush-interval seconds (1 s by default); the
 #: ingest workloads wait for the lines on disk, so a 1 s quantum would
@@ -123,19 +129,36 @@ class Running:
     stderr_text: str = ""
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all threads) so far."""
+        """User + system CPU of the server process (all threads) and its live children so far.
+
+        The children are ``--workers``' worker processes (and a forwarder).
+        """
+        total = _process_cpu(self.pid)
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         except OSError:
-            return float("nan")
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+            children = []
+        for child in children:
+            used = _process_cpu(int(child))
+            if used == used:  # a child that just exited is nan: not counted
+                total += used
+        return total
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), nan once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 class ServerError(Exception):
@@ -197,6 +220,9 @@ def start_server(
     out: Path | None = None
     cwd = ROOT
     if name == "netlog":
+        if NETLOG_WORKERS > 1:
+            pin = []
+            netlog_args = ("--workers", str(NETLOG_WORKERS), *netlog_args)
         cwd = tree
         logs = workdir / "logs"
         out = logs / "records.jsonl"
@@ -315,7 +341,7 @@ def run_client(
     is shared).  With ``handshake``, the client prints a line once it is
     ready and waits for one on stdin, so that its set-up is not measured.
     """
-    full = ["taskset", "-c", CLIENT_CORE, *command]
+    full = ["taskset", "-c", CLIENT_CORE, *command] if PIN_CLIENTS else command
     proc = subprocess.Popen(
         full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -1148,7 +1174,12 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="profile netlog with py-spy instead of comparing"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="netlog's --workers (above 1: not pinned)"
+    )
     args = parser.parse_args()
+    global NETLOG_WORKERS  # noqa: PLW0603 - one run's setting, read by start_server
+    NETLOG_WORKERS = args.workers
     keys = args.only or list(BY_KEY)
     params = QUICK if args.quick else FULL
     reps = args.reps or (1 if args.quick else 3)

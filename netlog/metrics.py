@@ -121,6 +121,8 @@ class Metrics:
         self.guard: GuardCounts | None = None
         self.forward: Callable[[], dict[str, Any]] | None = None
         """The forwarder's status (its status file and the runner's counts), when forwarding."""
+        self.workers: Callable[[], dict[str, dict[str, int]]] | None = None
+        """Per worker process (``--workers``): ``records``, ``restarts``, ``lost``."""
         self.draining = False
         self.registry = CollectorRegistry(auto_describe=False)
         self.flush_seconds = Histogram(
@@ -190,6 +192,8 @@ class _Collector(Collector):
         yield from self._parts(m)
         if m.forward is not None:
             yield from _forward(m.forward())
+        if m.workers is not None:
+            yield from _workers(m.workers())
         yield _single(
             "netlog_draining",
             "1 while shutting down (GET /health answers 503).",
@@ -296,6 +300,20 @@ class _Collector(Collector):
                 m.feed.recent_bytes,
                 gauge=True,
             )
+
+
+def _workers(counts: dict[str, dict[str, int]]) -> Iterator[Metric]:
+    """Per worker process: the sums above hide a worker that stopped taking its share."""
+    families = (
+        ("records", "netlog_worker_records", "Records a worker handed to the writer."),
+        ("restarts", "netlog_worker_restarts", "Times a worker died and was started again."),
+        ("lost", "netlog_worker_lost_records", "Records a worker had decoded when it died."),
+    )
+    for key, name, text in families:
+        family = CounterMetricFamily(name, text, labels=["worker"])
+        for worker, values in sorted(counts.items(), key=lambda item: int(item[0])):
+            family.add_metric([worker], values.get(key, 0))
+        yield family
 
 
 def _forward(status: dict[str, Any]) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ command line.
 from __future__ import annotations
 
 import logging.handlers
+import os
 import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
@@ -110,6 +111,13 @@ def _non_negative(text: str) -> float:
     if not 0 <= value < 10**9:  # also rejects nan and inf
         raise OptionError(f"{text!r} must be a number >= 0")
     return value
+
+
+def _workers(text: str) -> int:
+    """``auto`` is one worker per core this process may run on (its CPU affinity)."""
+    if text.strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return _positive_int(text)
 
 
 def _positive_seconds(text: str) -> float:
@@ -450,6 +458,15 @@ class Settings:
             _positive_seconds,
             "seconds between file flushes",
             readme="seconds between writes to disk",
+        ),
+    )
+    workers: int = field(
+        default=1,
+        metadata=_option(
+            _workers,
+            "worker processes sharing the listening ports (SO_REUSEPORT); auto = one per core",
+            readme="worker processes that share the TCP/UDP listening ports (`SO_REUSEPORT`) "
+            "and hand their records to the one writing process; `auto` = one per core",
         ),
     )
     max_bytes: int = field(

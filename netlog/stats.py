@@ -18,6 +18,20 @@ from typing import Final
 #: (bad frames); its other reasons (``truncated``, ``line_too_long``...) are
 #: records lost for their size or the peer's timing, counted as dropped only.
 STREAM_BAD_FRAME_REASONS: Final = frozenset({"bad_frame", "bad_json", "internal_error"})
+#: The counters a ``--workers`` process reports to the writer and the writer
+#: adds up (``http_requests`` stays with the process serving HTTP: the writer).
+SHARED_COUNTERS: Final = (
+    "received",
+    "dropped",
+    "bad_frames",
+    "notes",
+    "connections_total",
+    "connections_open",
+    "bytes_in",
+    "kernel_dropped",
+)
+#: A snapshot of those counters: counter name -> label -> count (JSON-ready).
+Snapshot = dict[str, dict[str, int]]
 
 
 @dataclass(slots=True)
@@ -50,6 +64,29 @@ class Stats:
         """Fetch the counts kept outside the process; call before reading them (``/metrics``)."""
         for read in self.readers:
             read()
+
+    def snapshot(self) -> Snapshot:
+        """The :data:`SHARED_COUNTERS` as plain dicts, for another process to add up."""
+        return {name: dict(getattr(self, name)) for name in SHARED_COUNTERS}
+
+    def add_snapshot(self, snapshot: Snapshot, *, live: bool = True) -> None:
+        """Add another process's counts; ``live=False`` for a process that has exited.
+
+        A process that exited holds no connection open any more, so its
+        ``connections_open`` is left out; everything else it counted stays counted.
+        """
+        for name in SHARED_COUNTERS:
+            if not live and name == "connections_open":
+                continue
+            counts = snapshot.get(name)
+            if counts:
+                getattr(self, name).update(counts)
+
+    def clear(self) -> None:
+        """Forget every count (a total about to be added up again)."""
+        for name in SHARED_COUNTERS:
+            getattr(self, name).clear()
+        self.http_requests.clear()
 
     def bad_frame(self, reason: str) -> None:
         """Undecodable input was dropped: it is a bad frame, and it is lost."""

@@ -237,10 +237,21 @@ class Runner:
         )
         return guard, token
 
+    def _secure(self) -> str | None:
+        """Load the token and the certificates before anything listens; the token."""
+        _guard, token = self._make_guard()
+        self._load_tls()
+        return token
+
+    def _warn_if_exposed(self, ports: dict[str, int], token: str | None) -> None:
+        """One stderr line when a listener binds beyond loopback and no token is set."""
+        warning = exposure_warning(self.settings.host, ports, token_set=token is not None)
+        if warning is not None:
+            self.report.write(warning)
+
     def _start(self) -> None:
         s = self.settings
-        guard, token = self._make_guard()
-        self._load_tls()
+        token = self._secure()
         if any(port != DISABLED for port in self._record_ports()):
             self._open_sinks()
         if s.echo_port != DISABLED:
@@ -269,6 +280,23 @@ class Runner:
             s.fluent_port,
             decoder=partial(ForwardDecoder, max_frame=s.max_frame, max_line=s.max_line),
         )
+        self._add_http()
+        self._add_otlp()
+        ports = {name: int(server.address[1]) for name, server in self._listeners}
+        self._ready(ports)
+        self._warn_if_exposed(ports, token)
+        if self.files is not None and destination_names(s):
+            self.forward = ForwardChild(child_env(s), self.report)
+            self.forward.start()
+            if self.metrics is not None:
+                self.metrics.forward = self._forward_status
+        if self.pipeline is not None:
+            observe = self.metrics.flush_seconds.observe if self.metrics is not None else None
+            gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval, observe)
+
+    def _add_http(self) -> None:
+        """Start the HTTP port (viewer, live feed, /metrics, /health, POST /log, the API)."""
+        s = self.settings
         if self.pipeline is not None and self.feed is not None and self.metrics is not None:
             self.metrics.files = self.files
             self.metrics.responder = self.responder
@@ -290,10 +318,14 @@ class Runner:
             )
             self._bind("http", "HTTP", self.http, s.http_port)
             # Cookies ignore ports, so the name carries the one bound.
+            guard = self.guard
+            assert guard is not None  # made by _make_guard before any listener
             guard.cookie_name = session_cookie_name(int(self.http.address[1]))
             self.metrics.guard = guard
-        self._add_otlp()
-        ports = {name: int(server.address[1]) for name, server in self._listeners}
+
+    def _ready(self, ports: dict[str, int]) -> None:
+        """Every listener is bound: write the ready file and say so, once."""
+        s = self.settings
         if s.ready_file is not None:
             try:
                 write_ready_file(s.ready_file, ports)
@@ -301,17 +333,6 @@ class Runner:
                 raise StartupError(f"cannot write ready file {s.ready_file}: {exc}") from exc
         listening = ", ".join(f"{name} {port}" for name, port in ports.items())
         self.report.write(f"netlog: serving on {s.host}: {listening or 'no listeners'}")
-        warning = exposure_warning(s.host, ports, token_set=token is not None)
-        if warning is not None:
-            self.report.write(warning)
-        if self.files is not None and destination_names(s):
-            self.forward = ForwardChild(child_env(s), self.report)
-            self.forward.start()
-            if self.metrics is not None:
-                self.metrics.forward = self._forward_status
-        if self.pipeline is not None:
-            observe = self.metrics.flush_seconds.observe if self.metrics is not None else None
-            gevent.spawn(self._flush_forever, self.pipeline, s.flush_interval, observe)
 
     def _forward_status(self) -> dict[str, Any]:
         """The forwarder's status file plus what this process counts (for ``/metrics``)."""
@@ -496,14 +517,8 @@ class Runner:
             if server is not None:
                 close_quietly(server)
 
-    def _shutdown(self) -> None:
-        started = time.monotonic()
-        deadline = started + self.settings.grace
-        # 0. /health fails from now on; the HTTP listener itself stays open
-        #    through the drain (see the module docstring).
-        for web in (self.http, self.otlp):
-            if web is not None:
-                web.begin_drain()
+    def _drain_listeners(self, deadline: float) -> None:
+        """Steps 1 and 2 of the shutdown: every listener but HTTP, in order."""
         # 1. Stop accepting everywhere, taking in what the kernel queued.
         self._stop_accepting()
         # 2. Let log connections finish within the grace; echo gets a moment.
@@ -516,6 +531,17 @@ class Runner:
             stream.finish_drain(deadline)
         if echo_stop is not None:
             echo_stop.join()
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        deadline = started + self.settings.grace
+        # 0. /health fails from now on; the HTTP listener itself stays open
+        #    through the drain (see the module docstring).
+        for web in (self.http, self.otlp):
+            if web is not None:
+                web.begin_drain()
+        # 1-2. Stop accepting, let log connections finish within the grace.
+        self._drain_listeners(deadline)
         # 2b. Close the HTTP listener: end event streams and idle keep-alive
         #     connections, let requests in flight finish within what is left
         #     of the grace (at least a moment).
@@ -563,7 +589,15 @@ def serve(
     early_signals: list[int] | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Run ``netlog serve`` with ``settings``; the exit status."""
+    """Run ``netlog serve`` with ``settings``; the exit status.
+
+    ``--workers N`` above 1 is another process layout (``servers/workers.py``);
+    one worker is this process alone, as it always was.
+    """
+    if settings.workers > 1:
+        from servers.workers import serve_with_workers  # noqa: PLC0415 - only for --workers N
+
+        return serve_with_workers(settings, early_signals=early_signals, stderr=stderr)
     return Runner(settings, stderr=stderr, early_signals=early_signals).run()
 
 

@@ -83,6 +83,19 @@ class NetlogProcess:
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
+    def worker_pids(self) -> dict[int, int]:
+        """The server's worker processes (``--workers N``): their pid by worker number."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        pids = {}
+        for child in map(int, children):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except FileNotFoundError:
+                continue
+            if b"servers.worker" in cmdline:
+                pids[int(cmdline[cmdline.index(b"servers.worker") + 2])] = child
+        return pids
+
     def send_signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
 
@@ -140,10 +153,12 @@ def start(
     env: dict[str, str] | None = None,
     timeout: float = 20.0,
     measured: bool = True,
+    workers: int = 1,
 ):
     """Start ``python -m servers`` with every port ephemeral unless ``args`` says otherwise.
 
     ``measured=False``: the server runs without coverage (:func:`server_environment`).
+    ``workers`` above 1 adds ``--workers N`` unless ``args`` or ``env`` name it.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_dir = workdir / "data"
@@ -161,6 +176,8 @@ def start(
         "--flush-interval": "0.05",
         "--ready-file": str(ready),
     }
+    if workers > 1:
+        defaults["--workers"] = str(workers)
     # An option given on the command line or in ``env`` is left to them.
     given = set(args) | {"--" + k[7:].lower().replace("_", "-") for k in (env or {})}
     argv = [item for key, value in defaults.items() if key not in given for item in (key, value)]
