@@ -559,6 +559,15 @@ class Settings:
         default=None,
         metadata=_option(_path, "NATS credentials file (.creds: JWT and NKey seed)"),
     )
+    nats_ca: Path | None = field(
+        default=None,
+        metadata=_option(
+            _path,
+            "CA file that verifies tls:// NATS servers (default: the system's CAs)",
+            readme="CA certificates (PEM) that verify `tls://` NATS servers; without it, the"
+            " system's CAs",
+        ),
+    )
     forward_host: str = field(
         default="",
         metadata=_option(

@@ -30,6 +30,7 @@ FORWARD_FIELDS: Final = (
     "nats_replicas",
     "nats_subject",
     "nats_creds",
+    "nats_ca",
     "syslog_forward",
     "syslog_ca",
 )
@@ -59,6 +60,7 @@ def destinations(settings: Settings) -> list[Destination]:
                 subject=settings.nats_subject,
                 host=settings.forward_host,
                 creds=str(settings.nats_creds) if settings.nats_creds else None,
+                ca_file=settings.nats_ca,
             )
         )
     if settings.syslog_forward:

@@ -23,7 +23,9 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import nats
@@ -95,6 +97,7 @@ class NatsDestination:
         subject: str = "netlog.records",
         host: str = "",
         creds: str | None = None,
+        ca_file: Path | None = None,
         max_in_flight: int = DEFAULT_IN_FLIGHT,
         ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
@@ -104,6 +107,8 @@ class NatsDestination:
         self.prefix = subject
         self.subject = f"{subject}.{subject_token(host) if host else short_hostname()}"
         self.creds = creds
+        self.ca_file = ca_file
+        """A private CA for ``tls://`` servers; without it nats-py trusts the system's CAs."""
         self.max_in_flight = max_in_flight
         self.ack_timeout = ack_timeout
         self._nc: Client | None = None
@@ -132,6 +137,10 @@ class NatsDestination:
             }
             if self.creds:
                 options["user_credentials"] = self.creds
+            if self.ca_file is not None:
+                context = ssl.create_default_context(cafile=str(self.ca_file))
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                options["tls"] = context
             try:
                 # nats-py retries the first connect as long as its reconnects
                 # (for ever here): the time box makes a refusal an error to report.

@@ -39,8 +39,16 @@ def _free_port() -> int:
 class NatsNode:
     """One nats-server process of a cluster (or alone)."""
 
-    def __init__(self, name: str, store: Path, routes: list[int], cluster_port: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        store: Path,
+        routes: list[int],
+        cluster_port: int,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
+        self.extra = extra
         self.store = store
         self.port = _free_port()
         self.monitor_port = _free_port()
@@ -65,6 +73,7 @@ class NatsNode:
             "-n", self.name,
             "-js",
             "-sd", str(self.store),
+            *self.extra,
         ]  # fmt: skip
         if self.routes:
             others = [port for port in self.routes if port != self.cluster_port]
@@ -112,13 +121,11 @@ class NatsNode:
 class NatsCluster:
     """``size`` nodes routed to each other (1: a single server, no cluster)."""
 
-    def __init__(self, directory: Path, size: int = 3) -> None:
+    def __init__(self, directory: Path, size: int = 3, extra: tuple[str, ...] = ()) -> None:
         cluster_ports = [_free_port() for _ in range(size)] if size > 1 else []
         self.nodes = [
-            NatsNode(
-                f"n{i}", directory / f"n{i}", cluster_ports, cluster_ports[i] if size > 1 else 0
-            )
-            for i in range(size)
+            NatsNode(f"n{i}", directory / f"n{i}", cluster_ports, port, extra)
+            for i, port in enumerate(cluster_ports or [0])
         ]
 
     @property

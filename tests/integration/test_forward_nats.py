@@ -337,3 +337,57 @@ async def _make_stream(urls: str, *, max_msgs: int, update: bool = False) -> Non
             await js.add_stream(config)
     finally:
         await nc.close()
+
+
+class TestTls:
+    """A ``tls://`` NATS server with a private CA: verified with ``--nats-ca``, refused without."""
+
+    @pytest.fixture
+    def tls_server(self, tmp_path):
+        from tlscerts import make_pki  # noqa: PLC0415 - the TLS tests' certificates
+
+        pki = make_pki(tmp_path / "pki")
+        extra = ("--tls", "--tlscert", str(pki.server_cert), "--tlskey", str(pki.server_key))
+        with NatsCluster(tmp_path / "nats", 1, extra) as cluster:
+            yield cluster, pki
+
+    @staticmethod
+    def stream_messages(url: str, ca: Path) -> int:
+        import ssl  # noqa: PLC0415
+
+        async def count() -> int:
+            context = ssl.create_default_context(cafile=str(ca))
+            nc = await nats.connect([url], tls=context, connect_timeout=3, allow_reconnect=False)
+            try:
+                return (await nc.jetstream(timeout=3).stream_info("NETLOG")).state.messages
+            finally:
+                await nc.close()
+
+        try:
+            return asyncio.run(count())
+        except Exception:
+            return -1
+
+    def test_private_ca_verified_with_nats_ca(self, netlog_factory, tls_server):
+        cluster, pki = tls_server
+        url = f"tls://127.0.0.1:{cluster.nodes[0].port}"
+        netlog = netlog_factory("--nats", url, "--nats-ca", str(pki.ca))
+        send_lines(netlog, 0, 300)
+        wait_stored(netlog.log_dir, 300)
+        wait_for(lambda: self.stream_messages(url, pki.ca) == 300, 60, 0.25, "300 on the stream")
+        assert netlog.stop() == 0
+
+    def test_without_the_ca_the_server_is_refused_and_reported(self, netlog_factory, tls_server):
+        cluster, pki = tls_server
+        url = f"tls://127.0.0.1:{cluster.nodes[0].port}"
+        netlog = netlog_factory("--nats", url)
+        send_lines(netlog, 0, 10)
+        wait_stored(netlog.log_dir, 10)
+        wait_for(
+            lambda: "certificate verify failed" in netlog.stderr().lower(),
+            30,
+            0.2,
+            "the refusal reported",
+        )
+        assert self.stream_messages(url, pki.ca) in {-1, 0}
+        assert netlog.stop() == 0
