@@ -58,7 +58,7 @@ from netlog.stats import Stats
 from netlog.store.records import record_from_json
 from servers.handover import Channel
 from servers.logsink import FINAL_DECODE_LIMIT
-from servers.runner import HTTP_GRACE, Runner, StartupError
+from servers.runner import Runner, StartupError
 
 #: Seconds a worker may take to start and bind before ``serve`` gives up.
 START_TIMEOUT: Final = 60.0
@@ -392,30 +392,14 @@ class Supervisor(Runner):
                     slot.process.kill()
                 slot.ended.wait()
 
-    def _shutdown(self) -> None:
-        started = time.monotonic()
-        deadline = started + self.settings.grace
-        for web in (self.http, self.otlp):
-            if web is not None:
-                web.begin_drain()
+    def _drain_listeners(self, deadline: float) -> None:
+        """Steps 1 and 2 of the runner's shutdown: the workers drain their listeners."""
         self._stop_workers(deadline)
-        for web in (self.http, self.otlp):
-            if web is not None:
-                web.shutdown(max(HTTP_GRACE, deadline - time.monotonic()))
-        written = 0
-        if self.pipeline is not None and self.files is not None:
-            self.pipeline.flush()
-            self.files.close()
-            written = self.files.written
-            if self.files.dropped:
-                self.stats.dropped["disk_overflow"] += self.files.dropped
-        if self.forward is not None:
-            self.forward.stop()
-        self.add_up()
-        self.stats = self.totals
-        self._summary(time.monotonic() - started, written)
 
     def _summary(self, took: float, written: int) -> None:
+        """The one summary line: every worker's counts added to this process's."""
+        self.add_up()
+        self.stats = self.totals
         line = f"netlog: stopped in {took:.2f}s: {self.stats.summary(written)}"
         line += self._file_notes()
         if "responder" in self.slots[0].ports:
