@@ -1,9 +1,9 @@
 import contextlib
-import json
 import logging
 import logging.handlers
 import pickle
 
+from fuzzkit import check_record, mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +11,6 @@ from netlog.decode.datagram import decode_datagram
 from netlog.decode.stream import NEED_DATA, StreamDecoder
 from netlog.decode.unpickle import unpickle_dict
 from netlog.errors import DecodeError
-from netlog.record import Record
 
 
 def _frames():
@@ -40,32 +39,6 @@ LINES = [
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@st.composite
-def mutated(draw, seeds):
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(0, 8))):
-        action = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
-        position = draw(st.integers(0, max(0, len(data) - 1)))
-        if action == "flip" and data:
-            data[position] = draw(st.integers(0, 255))
-        elif action == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=8))
-        elif action == "delete" and data:
-            del data[position : position + draw(st.integers(1, 8))]
-        elif action == "cut":
-            del data[position:]
-    return bytes(data)
-
-
-def _check_record(record):
-    assert isinstance(record, Record)
-    assert isinstance(record.message, str)
-    assert isinstance(record.logger, str)
-    assert isinstance(record.level, str)
-    assert record.exc is None or isinstance(record.exc, str)
-    json.dumps(record.fields, allow_nan=False)  # only JSON types, no NaN
-
-
 def _check_stream(data, chunks):
     decoder = StreamDecoder("p", max_frame=4096, max_line=512)
     position = 0
@@ -75,9 +48,9 @@ def _check_stream(data, chunks):
             position += len(piece)
             if piece:
                 for record in decoder.feed(piece):
-                    _check_record(record)
+                    check_record(record)
         for record in decoder.feed(b""):
-            _check_record(record)
+            check_record(record)
         assert decoder.next_record() is NEED_DATA
     except DecodeError:
         pass
@@ -124,4 +97,4 @@ class TestDatagramFuzz:
             record = decode_datagram(data, "p", 1.0, max_frame=4096)
         except DecodeError:
             return
-        _check_record(record)
+        check_record(record)

@@ -1,16 +1,15 @@
 """The forward-protocol decoder under random and mutated bytes: records or DecodeError only."""
 
 import gzip
-import json
 import struct
 
 import msgpack
+from fuzzkit import check_record, mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netlog.decode.forward import ForwardDecoder
 from netlog.errors import DecodeError
-from netlog.record import Record
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -37,34 +36,6 @@ SEEDS = [
 ]
 
 
-@st.composite
-def mutated(draw, seeds):
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(0, 8))):
-        action = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
-        position = draw(st.integers(0, max(0, len(data) - 1)))
-        if action == "flip" and data:
-            data[position] = draw(st.integers(0, 255))
-        elif action == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=8))
-        elif action == "delete" and data:
-            del data[position : position + draw(st.integers(1, 8))]
-        elif action == "cut":
-            del data[position:]
-    return bytes(data)
-
-
-def _check_record(record):
-    assert isinstance(record, Record)
-    assert isinstance(record.message, str)
-    assert isinstance(record.logger, str)
-    assert isinstance(record.level, str)
-    assert isinstance(record.ts, float)
-    assert record.format == "fluent"
-    assert record.exc is None or isinstance(record.exc, str)
-    json.dumps(record.fields, allow_nan=False)  # only JSON types, no NaN
-
-
 def _check(data: bytes, chunks: list[int], *, abandon: bool = False) -> None:
     decoder = ForwardDecoder("p", max_frame=4096, max_line=512, clock=lambda: 1.0)
     position = 0
@@ -74,14 +45,14 @@ def _check(data: bytes, chunks: list[int], *, abandon: bool = False) -> None:
             position += len(piece)
             if piece:
                 for record in decoder.feed(piece):
-                    _check_record(record)
+                    check_record(record, "fluent")
                 assert isinstance(decoder.replies(), bytes)
                 assert decoder.pending >= 0
         if abandon:
             decoder.abandon()
         else:
             for record in decoder.feed(b""):
-                _check_record(record)
+                check_record(record, "fluent")
     except DecodeError:
         assert decoder.error is not None
     assert decoder.pending >= 0

@@ -5,12 +5,12 @@ import gzip
 import json
 import zlib
 
+from fuzzkit import check_record, mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netlog.decode.gelf import CHUNK_MAGIC, GelfDatagrams, GelfStreamDecoder
 from netlog.errors import DecodeError
-from netlog.record import Record
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -42,34 +42,6 @@ COMPRESSED = [pack(p) for p in PAYLOADS for pack in (gzip.compress, zlib.compres
 
 
 @st.composite
-def mutated(draw, seeds):
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(0, 8))):
-        action = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
-        position = draw(st.integers(0, max(0, len(data) - 1)))
-        if action == "flip" and data:
-            data[position] = draw(st.integers(0, 255))
-        elif action == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=8))
-        elif action == "delete" and data:
-            del data[position : position + draw(st.integers(1, 8))]
-        elif action == "cut":
-            del data[position:]
-    return bytes(data)
-
-
-def _check_record(record):
-    assert isinstance(record, Record)
-    assert record.format == "gelf"
-    assert isinstance(record.message, str)
-    assert isinstance(record.logger, str)
-    assert isinstance(record.level, str)
-    assert isinstance(record.ts, float)
-    assert record.exc is None or isinstance(record.exc, str)
-    json.dumps(record.fields, allow_nan=False)  # only JSON types, no NaN
-
-
-@st.composite
 def chunk_datagrams(draw):
     """Chunks of a few messages, some with headers mangled, in any order."""
     out = []
@@ -95,7 +67,7 @@ def _datagrams(datagrams):
         except DecodeError:
             continue
         if record is not None:
-            _check_record(record)
+            check_record(record, "gelf")
             assert len(record.message) <= 512
 
 
@@ -124,8 +96,8 @@ class TestFuzzGelf:
             position += len(piece)
             if piece:
                 for record in decoder.feed(piece):
-                    _check_record(record)
+                    check_record(record, "gelf")
         for record in decoder.feed(b""):
-            _check_record(record)
+            check_record(record, "gelf")
         assert decoder.pending == 0
         assert decoder.records + sum(decoder.dropped.values()) <= data.count(b"\0") + 1
