@@ -113,19 +113,28 @@ class NatsDestination:
         self.ack_timeout = ack_timeout
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._said = ""  # the last error the server sent (error callback)
+        # What the error callback heard since the last success: the server's
+        # "Authorization Violation" is often followed by a connection reset,
+        # and the reset alone would be reported as "unreachable".
+        self._heard: list[str] = []
         self._stream_ready = False
         # Batches in flight publish one after the other (their acks overlap),
         # so the stream holds the records in stored order.
         self._publishing = asyncio.Lock()
 
     async def _on_error(self, exc: Exception) -> None:
-        self._said = str(exc)
+        text = str(exc)
+        if text and text not in self._heard:
+            self._heard = [*self._heard[-3:], text]
+
+    @property
+    def _said(self) -> str:
+        return "; ".join(self._heard)
 
     async def connect(self) -> None:
         """Connect (nats-py then reconnects by itself) and make sure the stream exists."""
         if self._nc is None or self._nc.is_closed:
-            self._said = ""
+            self._heard = []
             options: dict[str, Any] = {
                 "servers": self.servers,
                 "connect_timeout": CONNECT_TIMEOUT,
@@ -188,7 +197,7 @@ class NatsDestination:
             if isinstance(exc, nats.js.errors.APIError) and "stream not found" in str(exc).lower():
                 self._stream_ready = False
             raise DestinationError(_classify(exc, self._said), _text(exc, self._said)) from exc
-        self._said = ""
+        self._heard = []
 
     async def close(self) -> None:
         """Drain nothing (the forwarder only calls this when its batch is done); close."""

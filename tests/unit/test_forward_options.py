@@ -69,3 +69,17 @@ class TestSubject:
         assert subject_token("web 1.example*>") == "web_1_example__"
         assert subject_token("") == "unknown"
         assert NatsDestination(["nats://h"], host="db.1").subject == "netlog.records.db_1"
+
+
+class TestHeard:
+    def test_authorization_not_hidden_by_the_reset_that_follows(self):
+        """The server's refusal, then the reset it closes with: still 'credentials'."""
+        import asyncio
+
+        from netlog.forward.nats import _classify
+
+        destination = NatsDestination(["nats://127.0.0.1:1"], host="h")
+        asyncio.run(destination._on_error(Exception("nats: 'Authorization Violation'")))
+        asyncio.run(destination._on_error(ConnectionResetError(104, "Connection reset by peer")))
+        assert _classify(TimeoutError(), destination._said) == "credentials"
+        assert "Connection reset" in destination._said
