@@ -1,12 +1,13 @@
 """The forwarding options: checked once in settings, handed to the forwarder by environment."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from netlog.forward.__main__ import _parser
 from netlog.forward.config import FORWARD_FIELDS, child_env, destination_names
-from netlog.forward.nats import NatsDestination, subject_token
+from netlog.forward.nats import NatsDestination, _classify, subject_token
 from netlog.settings import OPTIONS, OptionError, Settings
 
 BY_NAME = {option.name: option for option in OPTIONS}
@@ -74,10 +75,6 @@ class TestSubject:
 class TestHeard:
     def test_authorization_not_hidden_by_the_reset_that_follows(self):
         """The server's refusal, then the reset it closes with: still 'credentials'."""
-        import asyncio
-
-        from netlog.forward.nats import _classify
-
         destination = NatsDestination(["nats://127.0.0.1:1"], host="h")
         asyncio.run(destination._on_error(Exception("nats: 'Authorization Violation'")))
         asyncio.run(destination._on_error(ConnectionResetError(104, "Connection reset by peer")))
