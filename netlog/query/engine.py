@@ -6,8 +6,9 @@ facets, one record) and ``netlog query``'s.  Its design:
 * **The files as they are.**  ``records.jsonl`` and its rotated files
   (:func:`netlog.store.writer.rotated_paths`, nothing else: no path a user
   gives ever reaches DuckDB, and symlinks are skipped) are read with
-  ``read_ndjson_objects(..., ignore_errors=true)``: a torn or corrupt line
-  becomes a NULL row, which is skipped and counted (``skipped`` in the
+  ``read_ndjson_objects(..., ignore_errors=true)``: a torn or corrupt line,
+  or one that is JSON but not an object, becomes a NULL row
+  (:data:`netlog.store.compact.OBJECTS`), which is skipped and counted (``skipped`` in the
   histogram and facets), never an error for the whole query.  Measured on
   1M records, reading the raw line and extracting only what a term needs
   beat ``read_json``'s typed columns, and lets a term prefilter on the raw
@@ -76,7 +77,7 @@ COMPACT_THREADS: Final = 1
 COMPACT_MEMORY: Final = "256MB"
 #: Longest cursor accepted (a received time and an id, in base64).
 _MAX_CURSOR: Final = 200
-_SOURCE: Final = "read_ndjson_objects(?, ignore_errors=true)"
+_SOURCE: Final = compact.OBJECTS
 #: A compacted file (netlog.store.compact); ``filename`` and ``file_row_number``
 #: let a page fetch the raw lines of its matches alone (see :meth:`Engine._fetch`).
 _PARQUET: Final = "read_parquet(?, filename=true, file_row_number=true)"

@@ -63,8 +63,17 @@ COMPRESSION: Final = "zstd"
 #: ``json`` column; measured, a match's line cost 0.3-0.45 s per file with
 #: the default and 0.05 s with this.
 ROW_GROUP_ROWS: Final = 10240
-#: Marks a file this module wrote (and the layout of its columns).
-_VERSION: Final = "2"
+#: Marks a file this module wrote (and the layout of its columns); 3: a line
+#: that is JSON but not an object (``[1, 2]``) is ``bad``.
+_VERSION: Final = "3"
+#: The store's lines as DuckDB reads them: one ``json`` column, NULL for a
+#: line that is not a JSON object (torn, corrupt, or JSON of another kind:
+#: DuckDB trims the whitespace, so a leading ``{`` is an object).  The query
+#: engine reads JSONL through this too, so both skip and count the same lines.
+OBJECTS: Final = (
+    "(SELECT CASE WHEN starts_with(json, '{') THEN json END AS json "
+    "FROM read_ndjson_objects(?, ignore_errors=true))"
+)
 #: The values of ``fields`` (top level; nested objects as their JSON) joined:
 #: the same text the engine searches in a JSONL line (netlog.query.sql).
 FIELD_VALUES: Final = "array_to_string(json_extract_string(json, '$.fields.*'), chr(10))"
@@ -94,7 +103,7 @@ _PROJECTION: Final = ", ".join(f"{expr} AS {name}" for name, expr in COLUMNS)
 SEARCH: Final = "lower(concat_ws(chr(10), message, exc, field_values))"
 _SELECT: Final = (
     f"SELECT *, {SEARCH} AS search FROM (SELECT {_PROJECTION} "  # noqa: S608 - our constants
-    "FROM read_ndjson_objects(?, ignore_errors=true))"
+    f"FROM {OBJECTS})"
 )
 
 
