@@ -315,3 +315,23 @@ class TestStuckWorker:
         working.close()
         assert server.stop() == 0
         assert "1002 records written, 0 dropped" in server.stderr().strip().splitlines()[-1]
+
+
+class TestNoReuseport:
+    """Where the system has no ``SO_REUSEPORT``, ``--workers 2`` serves in one process."""
+
+    def test_one_process_said_and_serving(self, netlog_factory, tmp_path):
+        shim = tmp_path / "shim"
+        shim.mkdir()
+        # Imported by the server's interpreter at start: a socket module without it.
+        (shim / "sitecustomize.py").write_text(
+            'import socket\n\ndel socket.SO_REUSEPORT\nsocket.__all__.remove("SO_REUSEPORT")\n'
+        )
+        path = os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)
+        server = netlog_factory("--workers", "2", env={"PYTHONPATH": path})
+        assert "no SO_REUSEPORT: running one process, not 2 workers" in server.stderr()
+        assert server.worker_pids() == {}
+        send_lines(server, ["one", "two"])
+        wait_for(lambda: len(server.records()) == 2, 10, what="both records on disk")
+        assert server.stop() == 0
+        assert sorted(r["message"] for r in server.records()) == ["one", "two"]
