@@ -31,6 +31,7 @@ import nats  # noqa: E402
 from nats.js.api import DeliverPolicy  # noqa: E402
 from natscluster import NatsCluster  # noqa: E402
 
+from netlog.forward.forwarder import read_status  # noqa: E402
 from netlog.record import Record, new_id  # noqa: E402
 from netlog.sinks.encode import encode_line  # noqa: E402
 from netlog.store.writer import JsonlFileSink  # noqa: E402
@@ -112,7 +113,7 @@ def stored(log_dir: Path) -> int:
     return total
 
 
-def ingest(n: int = 100_000, senders: int = 4, trials: int = 3) -> None:
+def ingest(n: int = 200_000, senders: int = 4, trials: int = 5) -> None:
     results: dict[str, list[float]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as work, NatsCluster(Path(work) / "nats", 1) as cluster:
         for trial in range(trials):
@@ -122,6 +123,8 @@ def ingest(n: int = 100_000, senders: int = 4, trials: int = 3) -> None:
                     Path(work) / f"{mode}{trial}", *extra, "--flush-interval", "0.2", measured=False
                 )
                 try:
+                    if mode == "on":  # its start-up is not steady state: wait it out
+                        wait_for(lambda s=server: read_status(s.log_dir), 30, 0.05, "forwarder")
                     per = n // senders
                     began = time.monotonic()
                     threads = [

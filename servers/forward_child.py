@@ -23,6 +23,8 @@ import gevent
 import gevent.event
 import gevent.subprocess
 
+from netlog.forward.idle import make_idle
+
 if TYPE_CHECKING:
     from netlog.report import Reporter
 
@@ -62,7 +64,9 @@ class ForwardChild:
     def _spawn(self) -> gevent.subprocess.Popen:
         command = [sys.executable, "-m", "netlog.forward", "--parent", str(os.getpid())]
         env = {**os.environ, **self.env}
-        return gevent.subprocess.Popen(command, stdin=gevent.subprocess.DEVNULL, env=env)
+        process = gevent.subprocess.Popen(command, stdin=gevent.subprocess.DEVNULL, env=env)
+        make_idle(process.pid)  # before its imports: they too wait for idle CPU
+        return process
 
     def _supervise(self) -> None:
         delay = _FIRST_DELAY

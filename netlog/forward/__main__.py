@@ -4,10 +4,9 @@
 with SIGTERM after its own final fsync.  It holds ``<log-dir>/.forward.lock``
 (waiting for it, so a forwarder left from a killed server finishes first),
 asks the kernel for SIGTERM when its parent dies (``--parent``), and exits
-0 after saving its cursors.  It runs under ``SCHED_IDLE`` (nice +10 where
-that policy is missing): on a busy machine the sink's ingest, its senders
-and everything else win the CPU and the forwarder falls behind, then
-catches up from its cursor when a core is free.
+0 after saving its cursors.  It runs under ``SCHED_IDLE``
+(:mod:`netlog.forward.idle`): on a busy machine the sink's ingest wins the
+CPU and the forwarder falls behind, then catches up from its cursor.
 """
 
 from __future__ import annotations
@@ -27,13 +26,12 @@ from typing import Final
 
 from netlog.forward.config import FORWARD_FIELDS, destinations
 from netlog.forward.forwarder import Forwarder
+from netlog.forward.idle import make_idle
 from netlog.report import Reporter
 from netlog.settings import OPTIONS, OptionError, Settings
 
 LOCK_NAME: Final = ".forward.lock"
 _PR_SET_PDEATHSIG: Final = 1
-#: Added to the forwarder's nice value where ``SCHED_IDLE`` is missing.
-NICENESS: Final = 10
 
 
 def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -112,31 +110,12 @@ async def _main(settings: Settings, poll: float, report: Reporter, *, child: boo
     return 0
 
 
-def _yield_cpu() -> str:
-    """Run only on CPU nobody else wants; the policy taken, for the tests.
-
-    The sink's ingest comes first when the CPU is short: shipping only falls
-    behind (the cursor and ``--forward-backlog`` hold it), it never slows
-    what is being received.  Nice +10 still leaves the forwarder (and the
-    engine it wakes) about a tenth of a contended core, which measured as
-    -14.6% ingest on two cores; ``SCHED_IDLE`` leaves it what is idle.  Any
-    process may lower its own policy, in a container too.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        with contextlib.suppress(OSError):
-            os.nice(NICENESS)
-        return "nice"
-    return "idle"
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the forwarder until SIGTERM; the exit status."""
     args = _parser(os.environ if environ is None else environ).parse_args(argv)
     if not _die_with_parent(args.parent):
         return 0
-    _yield_cpu()
+    make_idle()
     values = {name: getattr(args, name) for name in FORWARD_FIELDS}
     settings = Settings(**values)
     report = Reporter(sys.stderr)
