@@ -144,10 +144,15 @@ def ingest(n: int = 200_000, senders: int = 4, trials: int = 5, *, settle: bool 
                 finally:
                     server.finish(30)
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
+    # Each trial's "on" next to the "off" just before it: the machine's
+    # other load changes less within a pair than across the run.
+    pairs = sorted(b / a - 1 for a, b in zip(results["off"], results["on"], strict=True))
     print(
         f"ingest ({n} JSON lines, {senders} TCP senders, median of {trials}"
         f"{'' if settle else ', from the start'}): forwarder off "
-        f"{off:,.0f} rec/s, on {on:,.0f} rec/s ({(on / off - 1) * 100:+.1f}%)"
+        f"{off:,.0f} rec/s, on {on:,.0f} rec/s ({(on / off - 1) * 100:+.1f}%); "
+        f"pairs: median {statistics.median(pairs) * 100:+.1f}%, "
+        f"{' '.join(f'{p * 100:+.0f}' for p in pairs)}; load {os.getloadavg()[0]:.2f}"
     )
 
 
