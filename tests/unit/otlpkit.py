@@ -1,7 +1,7 @@
 """OTLP protobuf values built from Python values, as the SDKs build them.
 
-Shared by the mapping tests and the OTLP fuzz test so both send the decoder
-the same encoding of a value.
+Shared by the mapping, fast-path and fuzz tests of the OTLP decoder, so all
+send it the same encoding of a value.
 """
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -25,3 +25,8 @@ def any_value(v):
     elif isinstance(v, dict):
         out.kvlist_value.values.extend(KeyValue(key=k, value=any_value(i)) for k, i in v.items())
     return out
+
+
+def attrs(mapping):
+    """A mapping as OTLP attributes (a list of KeyValue)."""
+    return [KeyValue(key=k, value=any_value(v)) for k, v in mapping.items()]

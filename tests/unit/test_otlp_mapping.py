@@ -13,8 +13,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from otlpkit import any_value
+from otlpkit import any_value, attrs
 
 from netlog.decode.otlp import (
     JSON,
@@ -34,10 +33,6 @@ NOW = 1_800_000_000.0
 LIMIT = 4 << 20
 TRACE = bytes(range(1, 17))
 SPAN = bytes(range(1, 9))
-
-
-def attrs(mapping):
-    return [KeyValue(key=k, value=any_value(v)) for k, v in mapping.items()]
 
 
 def request(*records, resource=None, scope="app.web", scope_attrs=None):
