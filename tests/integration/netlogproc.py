@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +147,22 @@ def server_environment(extra: dict[str, str] | None = None, *, measured: bool = 
 
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "servers", *args]
+
+
+def http_get(server, path, params=None, timeout=10.0):
+    """``GET path?params`` on ``server``'s HTTP port -> (status, body as JSON or text)."""
+    if params:
+        path += "?" + urllib.parse.urlencode(params)
+    conn = http.client.HTTPConnection(HOST, server.ports["http"], timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            return response.status, json.loads(body)
+        return response.status, body.decode()
+    finally:
+        conn.close()
 
 
 def wait_ready(proc, ready: Path, stderr_path: Path, timeout: float, *, name: str) -> dict:
