@@ -1,4 +1,4 @@
-"""argparse types shared by ``netlog send`` and ``netlog probe``.
+"""argparse types shared by the ``netlog`` commands (send, probe, tail, query).
 
 Each turns a bad value into argparse's one-line error naming the value, so a
 script sees exit status 2 and the reason, never a traceback.
@@ -36,6 +36,23 @@ def in_range(parse: Callable[[str], float], low: float, high: float, what: str) 
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text!r} must be between {low:g} and {high:g}")
         return value
+
+    return convert
+
+
+def accepted(check: Callable[[str], object], error: type[Exception]) -> Callable[[str], str]:
+    """The text itself, once ``check`` accepts it (else argparse's one-line error).
+
+    Kept as text: a duration like ``--since 2h`` becomes a time when the
+    command runs, not when its arguments are parsed.
+    """
+
+    def convert(text: str) -> str:
+        try:
+            check(text)
+        except error as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
 
     return convert
 

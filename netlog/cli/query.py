@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import orjson
 
+from netlog.cli.argtypes import accepted
 from netlog.cli.tail import _Printer
 from netlog.query.language import QueryError
 from netlog.query.times import parse_time
@@ -50,12 +51,7 @@ def _count(text: str) -> int | None:
     return number
 
 
-def _when(text: str) -> str:
-    try:
-        parse_time(text, 0.0)
-    except QueryError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+_when = accepted(lambda text: parse_time(text, 0.0), QueryError)
 
 
 def add_query_parser(commands: argparse._SubParsersAction[Any]) -> None:

@@ -58,6 +58,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from netlog.cli.argtypes import accepted
 from netlog.levels import known_rank
 from netlog.query.filter import Filter, Selector, parse_since
 from netlog.settings import (
@@ -170,12 +171,7 @@ def _source(text: str) -> SourceMode:
     raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(SOURCE_MODES)}")
 
 
-def _since(text: str) -> str:
-    try:
-        parse_since(text, 0.0)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+_since = accepted(lambda text: parse_since(text, 0.0), ValueError)
 
 
 def add_tail_parser(commands: argparse._SubParsersAction[Any]) -> None:

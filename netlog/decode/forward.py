@@ -61,7 +61,6 @@ Docker's driver waits for each ack before it sends the next part.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import math
 import struct
@@ -71,6 +70,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgpack
 import orjson
 
+from netlog.decode.connection import ConnectionBookkeeping
 from netlog.decode.container import STREAM_LEVELS, container_line, leading_level
 from netlog.decode.formats import DEEP_JSON, cap_message, is_deep
 from netlog.decode.inflate import inflate
@@ -227,7 +227,7 @@ class _Origin:
         self.size = 0
 
 
-class ForwardDecoder:
+class ForwardDecoder(ConnectionBookkeeping):
     """Decode one forward-protocol connection (a :class:`~netlog.decode.stream.ConnectionDecoder`).
 
     ``max_frame`` bounds one frame (and what its entries may inflate to,
@@ -243,15 +243,9 @@ class ForwardDecoder:
         max_line: int = DEFAULT_MAX_LINE,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.peer = peer
+        super().__init__(peer, max_line=max_line, clock=clock)
         self.max_frame = max_frame
-        self.max_line = max_line
-        self._clock = clock
         self._inflate_limit = expansion_budget(max_frame)
-        self.records = 0
-        self.dropped: collections.Counter[str] = collections.Counter()
-        self.notes: collections.Counter[str] = collections.Counter()
-        self.last_problem: str | None = None
         # The scanner finds frame ends without building objects; it may
         # hold up to one frame plus one piece fed (each at most max_frame).
         self._scanner = msgpack.Unpacker(max_buffer_size=2 * max_frame)
@@ -263,8 +257,6 @@ class ForwardDecoder:
         self._partials: dict[str, _Origin] = {}
         self._partial_bytes = 0
         self._discarding: dict[str, None] = {}
-        self._eof = False
-        self._error: DecodeError | None = None
 
     # --- the ConnectionDecoder protocol ------------------------------------
 
@@ -273,22 +265,14 @@ class ForwardDecoder:
         """Bytes held that are not yet a record: half a frame, and parts of split lines."""
         return len(self._buffer) + self._partial_bytes
 
-    @property
-    def error(self) -> DecodeError | None:
-        """The fatal error once the stream is unusable, else ``None``."""
-        return self._error
-
     def feed(self, data: bytes) -> list[Record]:
         """Records completed by ``data``; ``b""`` is EOF; raises ``DecodeError`` when fatal.
 
         Records of the good frames before a fatal problem are returned and
         the *next* call raises, as :class:`~netlog.decode.stream.StreamDecoder` does.
         """
-        if self._error is not None:
-            raise DecodeError(self._error.reason, str(self._error))
-        if self._eof:
-            self._error = DecodeError("data_after_eof", "data fed to a decoder after EOF")
-            raise DecodeError(self._error.reason, str(self._error))
+        if self._error is not None or self._eof:
+            raise self._refused()
         out: list[Record] = []
         now = self._clock()
         try:
@@ -389,10 +373,6 @@ class ForwardDecoder:
         self._scanner = msgpack.Unpacker(max_buffer_size=1)
         self._partials.clear()
         self._partial_bytes = 0
-
-    def _problem(self, reason: str, text: str) -> None:
-        self.dropped[reason] += 1
-        self.last_problem = text
 
     # --- one frame -------------------------------------------------------------
 

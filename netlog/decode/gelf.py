@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from netlog.decode.connection import ConnectionBookkeeping
 from netlog.decode.container import container_line, leading_level
 from netlog.decode.formats import cap_message, is_deep
 from netlog.decode.framing import Lines
@@ -476,7 +477,7 @@ class GelfDatagrams:
         return gelf_record(payload, peer, received, self.notes, max_line=self.max_line)
 
 
-class GelfStreamDecoder:
+class GelfStreamDecoder(ConnectionBookkeeping):
     """GELF over TCP: NUL-terminated JSON frames, uncompressed (the spec's TCP framing).
 
     A :class:`~netlog.decode.stream.ConnectionDecoder`.  Framing is
@@ -487,7 +488,8 @@ class GelfStreamDecoder:
     line decoder does.  Empty frames (a NUL after a newline-ended sender's
     frame, keep-alives) are ignored.  At EOF a last frame without its NUL
     is decoded; when the server gives up (:meth:`abandon`) it is counted
-    ``truncated``.  GELF over TCP expects no reply.
+    ``truncated``.  GELF over TCP expects no reply.  The only fatal error is
+    data after EOF: no frame makes the stream unframeable.
     """
 
     def __init__(
@@ -498,34 +500,18 @@ class GelfStreamDecoder:
         max_line: int = DEFAULT_MAX_LINE,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.peer = peer
-        self.max_line = max_line
-        self.records = 0
-        self.dropped: collections.Counter[str] = collections.Counter()
-        self.notes: collections.Counter[str] = collections.Counter()
-        self.last_problem: str | None = None
-        self._clock = clock
+        super().__init__(peer, max_line=max_line, clock=clock)
         self._framer = Lines(max_frame, self._problem, delimiter=b"\0")
-        self._eof = False
-        self._error: DecodeError | None = None
 
     @property
     def pending(self) -> int:
         """Bytes of a frame not yet complete."""
         return self._framer.pending
 
-    @property
-    def error(self) -> DecodeError | None:
-        """Set once data came after EOF; no frame makes the stream unframeable."""
-        return self._error
-
     def feed(self, data: bytes) -> list[Record]:
         """Records of the frames ``data`` completes; ``b""`` is EOF."""
-        if self._error is not None:
-            raise DecodeError(self._error.reason, str(self._error))
-        if self._eof:
-            self._error = DecodeError("data_after_eof", "data fed to a decoder after EOF")
-            raise DecodeError(self._error.reason, str(self._error))
+        if self._error is not None or self._eof:
+            raise self._refused()
         if data:
             frames = self._framer.push(data)
         else:
@@ -558,7 +544,3 @@ class GelfStreamDecoder:
     def replies(self) -> bytes:
         """Nothing: GELF senders expect no answer."""
         return b""
-
-    def _problem(self, reason: str, text: str) -> None:
-        self.dropped[reason] += 1
-        self.last_problem = text

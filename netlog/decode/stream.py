@@ -74,6 +74,7 @@ import enum
 import time
 from typing import TYPE_CHECKING, Final, Protocol
 
+from netlog.decode.connection import ConnectionBookkeeping
 from netlog.decode.formats import cap_message, json_or_text, syslog_record
 from netlog.decode.framing import (
     PICKLE_START,
@@ -146,7 +147,7 @@ class NeedData(enum.Enum):
 NEED_DATA: Final = NeedData.NEED_DATA
 
 
-class StreamDecoder:
+class StreamDecoder(ConnectionBookkeeping):
     """Decode one connection's bytes into records.
 
     ``peer`` is copied into every record; ``clock`` gives each record's
@@ -158,14 +159,6 @@ class StreamDecoder:
 
     format: str | None
     """``"pickle"``, ``"lines"``, ``"syslog"`` or ``"octets"`` once the first bytes were seen."""
-    records: int
-    """Complete records produced so far."""
-    dropped: collections.Counter[str]
-    """Non-fatal problems that lost data, by reason (``bad_frame``, ``truncated``...)."""
-    notes: collections.Counter[str]
-    """Records kept in a degraded form, by reason (``json_as_text``, ``invalid_utf8``)."""
-    last_problem: str | None
-    """Text of the most recent non-fatal problem, for the server to report once."""
 
     def __init__(
         self,
@@ -175,37 +168,18 @@ class StreamDecoder:
         max_line: int = DEFAULT_MAX_LINE,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.peer = peer
+        super().__init__(peer, max_line=max_line, clock=clock)
         self.max_frame = max_frame
-        self.max_line = max_line
-        self._clock = clock
         self._expansion = expansion_budget(max_frame)
         self.format = None
-        self.records = 0
-        self.dropped = collections.Counter()
-        self.notes = collections.Counter()
-        self.last_problem = None
         self._framer: LengthPrefixed | Lines | OctetCounted | None = None
         self._head = b""  # the first bytes, while a leading digit leaves the framing open
         self._ready: collections.deque[Record] = collections.deque()
-        self._eof = False
-        self._error: DecodeError | None = None
 
     @property
     def pending(self) -> int:
         """Bytes buffered that are not yet a complete record (0 at a record boundary)."""
         return len(self._head) if self._framer is None else self._framer.pending
-
-    @property
-    def error(self) -> DecodeError | None:
-        """The fatal error, once the stream is unusable.
-
-        ``feed`` returns the good records that came before a fatal problem
-        and raises on the next call; a server checks this after handing
-        those records on, so it closes the connection now rather than
-        waiting for more bytes that will never decode.
-        """
-        return self._error
 
     # --- the h11-style interface ---------------------------------------------
 
@@ -261,11 +235,8 @@ class StreamDecoder:
     # --- decoding --------------------------------------------------------------
 
     def _decode(self, data: bytes) -> list[Record]:
-        if self._error is not None:
-            raise DecodeError(self._error.reason, str(self._error))
-        if self._eof:
-            self._error = DecodeError("data_after_eof", "data fed to a decoder after EOF")
-            raise DecodeError(self._error.reason, str(self._error))
+        if self._error is not None or self._eof:
+            raise self._refused()
         now = self._clock()
         out: list[Record] = []
         framer = self._framer
@@ -326,10 +297,6 @@ class StreamDecoder:
             framer = Lines(self.max_line, self._problem)
         self._framer = framer
         return framer
-
-    def _problem(self, reason: str, text: str) -> None:
-        self.dropped[reason] += 1
-        self.last_problem = text
 
     def _pickles(self, frames: list[bytes], now: float, out: list[Record]) -> None:
         peer = self.peer

@@ -20,7 +20,7 @@ from nats.js.api import StreamConfig
 
 from netlog.record import new_id
 from netlog.sinks.encode import format_time
-from netlogproc import ROOT, NetlogProcess, server_environment, wait_for
+from netlogproc import ROOT, NetlogProcess, server_environment, wait_ready
 
 HOST = "127.0.0.1"
 SUBJECT_PREFIX = "netlog.records"
@@ -55,22 +55,7 @@ def start_collect(
             argv, cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
             env=server_environment(env),
         )  # fmt: skip
-
-    def ready_ports():
-        if proc.poll() is not None:
-            raise AssertionError(f"collect exited {proc.returncode}: {stderr_path.read_text()}")
-        try:
-            return json.loads(ready.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    try:
-        ports = wait_for(ready_ports, timeout, what="collect's ready file")
-    except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        raise
+    ports = wait_ready(proc, ready, stderr_path, timeout, name="collect")
     return NetlogProcess(proc, workdir, log_dir, ports, stdout_path, stderr_path, list(args))
 
 

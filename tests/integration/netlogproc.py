@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +149,48 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "servers", *args]
 
 
+def http_get(server, path, params=None, timeout=10.0):
+    """``GET path?params`` on ``server``'s HTTP port -> (status, body as JSON or text)."""
+    if params:
+        path += "?" + urllib.parse.urlencode(params)
+    conn = http.client.HTTPConnection(HOST, server.ports["http"], timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            return response.status, json.loads(body)
+        return response.status, body.decode()
+    finally:
+        conn.close()
+
+
+def wait_ready(proc, ready: Path, stderr_path: Path, timeout: float, *, name: str) -> dict:
+    """The ports in ``ready`` once ``proc`` writes it; an early exit fails with its stderr.
+
+    A process that never gets ready is killed and reaped, so a failed start
+    leaves nothing running.
+    """
+
+    def ready_ports():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"{name} exited {proc.returncode} during start: {stderr_path.read_text()}"
+            )
+        try:
+            return json.loads(ready.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    try:
+        return wait_for(ready_ports, timeout, what=f"{name}'s ready file")
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        raise
+
+
 def start(
     workdir: Path,
     *args: str,
@@ -189,22 +233,5 @@ def start(
         proc = subprocess.Popen(
             command(*argv), cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=full_env
         )
-
-    def ready_ports():
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"netlog exited {proc.returncode} during start: {stderr_path.read_text()}"
-            )
-        try:
-            return json.loads(ready.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    try:
-        ports = wait_for(ready_ports, timeout, what="the ready file")
-    except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        raise
+    ports = wait_ready(proc, ready, stderr_path, timeout, name="netlog")
     return NetlogProcess(proc, workdir, log_dir, ports, stdout_path, stderr_path, list(args))

@@ -16,7 +16,6 @@ import logging.handlers
 import socket
 import threading
 import time
-import urllib.parse
 
 import orjson
 import pytest
@@ -24,24 +23,9 @@ import pytest
 from netlog.sinks.encode import format_time
 from netlog.store.writer import rotated_paths
 from netlogproc import HOST, wait_for
+from netlogproc import http_get as get
 
 TIMEOUT = 10.0
-
-
-def get(server, path, params=None, timeout=TIMEOUT):
-    """``GET path?params`` -> (status, decoded JSON or text)."""
-    if params:
-        path += "?" + urllib.parse.urlencode(params)
-    conn = http.client.HTTPConnection(HOST, server.ports["http"], timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        if response.getheader("Content-Type", "").startswith("application/json"):
-            return response.status, json.loads(body)
-        return response.status, body.decode()
-    finally:
-        conn.close()
 
 
 def post_json(server, *objects):

@@ -6,13 +6,11 @@ line, on ``netlog.records.<host>``, with ``Nats-Msg-Id`` set to its id.
 
 from __future__ import annotations
 
-import http.client
 import json
 import signal
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections import Counter
 
 import pytest
@@ -25,27 +23,12 @@ from collectproc import (
 )
 from natscluster import NatsCluster, nats_server_binary
 
-from netlogproc import HOST, wait_for
+from netlogproc import http_get as get
+from netlogproc import wait_for
 
 pytestmark = pytest.mark.skipif(nats_server_binary() is None, reason="nats-server not installed")
 
 TIMEOUT = 10.0
-
-
-def get(server, path, params=None):
-    """``GET path?params`` on the collector's HTTP port -> (status, body as JSON or text)."""
-    if params:
-        path += "?" + urllib.parse.urlencode(params)
-    conn = http.client.HTTPConnection(HOST, server.ports["http"], timeout=TIMEOUT)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        if response.getheader("Content-Type", "").startswith("application/json"):
-            return response.status, json.loads(body)
-        return response.status, body.decode()
-    finally:
-        conn.close()
 
 
 def metric(server, name: str) -> float:

@@ -13,31 +13,17 @@ import http.client
 import http.server
 import json
 import re
-import shutil
 import threading
 
 import pytest
+from browserkit import MARKS, chromium, expect, watched_page
 
 from netlogproc import HOST, wait_for
 
-try:
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT = 5.0
 TOKEN = "browser-token-51c0"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        sync_playwright is None,
-        reason="Playwright is not installed (pip install -e '.[test]')",
-    ),
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)"),
-]
+pytestmark = MARKS
 
 ATTACKER_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>another origin</title></head>
@@ -48,39 +34,15 @@ ATTACKER_PAGE = b"""<!doctype html>
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        try:
-            context = playwright.chromium.launch_persistent_context(
-                str(profile),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                ],
-                viewport={"width": 1100, "height": 640},
-                color_scheme="dark",
-            )
-        except PlaywrightError as exc:  # pragma: no cover - depends on the machine
-            pytest.skip(f"chromium would not start: {str(exc).splitlines()[0]}")
+    with chromium(profile, viewport={"width": 1100, "height": 640}) as context:
         yield context
-        context.close()
 
 
 @pytest.fixture
 def page(browser):
     browser.clear_cookies()
-    page = browser.new_page()
-    page.set_default_timeout(5000)
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    page.close()
-    assert errors == [], errors
+    with watched_page(browser) as page:
+        yield page
 
 
 class _AttackerPage(http.server.BaseHTTPRequestHandler):

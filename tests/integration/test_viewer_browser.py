@@ -12,72 +12,34 @@ import logging
 import logging.handlers
 import os
 import re
-import shutil
 import socket
 import time
 from pathlib import Path
 
 import pytest
+from browserkit import MARKS, chromium, expect, watched_page
 
 from netlog.sinks.encode import format_time
 from netlog.store.writer import rotated_paths
 from netlogproc import HOST, ROOT, wait_for
 
-try:
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = ROOT / "netlog" / "viewer" / "screenshot.png"
 TIMEOUT = 5.0
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        sync_playwright is None,
-        reason="Playwright is not installed (pip install -e '.[test]')",
-    ),
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        try:
-            context = playwright.chromium.launch_persistent_context(
-                str(profile),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                ],
-                viewport={"width": 1280, "height": 760},
-                color_scheme="dark",
-            )
-        except PlaywrightError as exc:  # pragma: no cover - depends on the machine
-            pytest.skip(f"chromium would not start: {str(exc).splitlines()[0]}")
+    with chromium(profile, viewport={"width": 1280, "height": 760}) as context:
         yield context
-        context.close()
 
 
 @pytest.fixture
 def page(browser):
-    page = browser.new_page()
-    page.set_default_timeout(5000)
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    page.close()
-    assert errors == [], errors
+    with watched_page(browser) as page:
+        yield page
 
 
 def stdlib_logger(name, handler):

@@ -1,4 +1,4 @@
-"""What the decoders' fuzz tests share: mutated seeds, and what a decoded record must be."""
+"""What the decoders' fuzz tests share: mutated seeds, reads, and what a decoded record must be."""
 
 import json
 
@@ -23,6 +23,20 @@ def mutated(draw, seeds):
         elif action == "cut":
             del data[position:]
     return bytes(data)
+
+
+def reads(data, sizes):
+    """``data`` cut into pieces of ``sizes``, then the rest, as a server's reads may cut it.
+
+    Empty pieces are left out: feeding ``b""`` means EOF, which each test
+    sends itself, once.
+    """
+    position = 0
+    for size in [*sizes, len(data)]:
+        piece = data[position : position + size]
+        position += len(piece)
+        if piece:
+            yield piece
 
 
 def check_record(record, fmt=None):

@@ -3,7 +3,7 @@ import logging
 import logging.handlers
 import pickle
 
-from fuzzkit import check_record, mutated
+from fuzzkit import check_record, mutated, reads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,14 +41,10 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 def _check_stream(data, chunks):
     decoder = StreamDecoder("p", max_frame=4096, max_line=512)
-    position = 0
     try:
-        for size in [*chunks, len(data)]:
-            piece = data[position : position + size]
-            position += len(piece)
-            if piece:
-                for record in decoder.feed(piece):
-                    check_record(record)
+        for piece in reads(data, chunks):
+            for record in decoder.feed(piece):
+                check_record(record)
         for record in decoder.feed(b""):
             check_record(record)
         assert decoder.next_record() is NEED_DATA

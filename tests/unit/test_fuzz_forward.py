@@ -4,7 +4,7 @@ import gzip
 import struct
 
 import msgpack
-from fuzzkit import check_record, mutated
+from fuzzkit import check_record, mutated, reads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,16 +38,12 @@ SEEDS = [
 
 def _check(data: bytes, chunks: list[int], *, abandon: bool = False) -> None:
     decoder = ForwardDecoder("p", max_frame=4096, max_line=512, clock=lambda: 1.0)
-    position = 0
     try:
-        for size in [*chunks, len(data)]:
-            piece = data[position : position + size]
-            position += len(piece)
-            if piece:
-                for record in decoder.feed(piece):
-                    check_record(record, "fluent")
-                assert isinstance(decoder.replies(), bytes)
-                assert decoder.pending >= 0
+        for piece in reads(data, chunks):
+            for record in decoder.feed(piece):
+                check_record(record, "fluent")
+            assert isinstance(decoder.replies(), bytes)
+            assert decoder.pending >= 0
         if abandon:
             decoder.abandon()
         else:

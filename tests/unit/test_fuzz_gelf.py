@@ -5,7 +5,7 @@ import gzip
 import json
 import zlib
 
-from fuzzkit import check_record, mutated
+from fuzzkit import check_record, mutated, reads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,16 +87,12 @@ class TestFuzzGelf:
         st.lists(st.one_of(mutated(PAYLOADS), st.binary(max_size=100)), max_size=6),
         st.lists(st.integers(1, 64), max_size=20),
     )
-    def test_tcp_stream(self, frames, reads):
+    def test_tcp_stream(self, frames, sizes):
         data = b"".join(frame + b"\0" for frame in frames)
         decoder = GelfStreamDecoder("p", max_frame=1024, max_line=256)
-        position = 0
-        for size in [*reads, len(data)]:
-            piece = data[position : position + size]
-            position += len(piece)
-            if piece:
-                for record in decoder.feed(piece):
-                    check_record(record, "gelf")
+        for piece in reads(data, sizes):
+            for record in decoder.feed(piece):
+                check_record(record, "gelf")
         for record in decoder.feed(b""):
             check_record(record, "gelf")
         assert decoder.pending == 0

@@ -7,7 +7,7 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from otlpkit import any_value
 
 from netlog.decode.otlp import JSON, MAX_RECORDS, PROTOBUF, decode_export
 from netlog.errors import DecodeError
@@ -32,25 +32,6 @@ values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(names, inner, max_size=4)),
     max_leaves=20,
 )
-
-
-def any_value(v):
-    out = AnyValue()
-    if isinstance(v, bool):
-        out.bool_value = v
-    elif isinstance(v, int):
-        out.int_value = v
-    elif isinstance(v, float):
-        out.double_value = v
-    elif isinstance(v, str):
-        out.string_value = v
-    elif isinstance(v, bytes):
-        out.bytes_value = v
-    elif isinstance(v, list):
-        out.array_value.values.extend(any_value(i) for i in v)
-    else:
-        out.kvlist_value.values.extend(KeyValue(key=k, value=any_value(i)) for k, i in v.items())
-    return out
 
 
 @st.composite

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from otlpkit import attrs
 
 from netlog.decode.otlp import MAX_NAME_PARTS, PROTOBUF, decode_export
 
@@ -46,23 +46,6 @@ def reference(*groups: dict[str, Any]) -> dict[str, Any]:
         for key, value in group.items():
             reference_put(fields, key, value)
     return fields
-
-
-def any_value(value: Any) -> AnyValue:
-    out = AnyValue()
-    if isinstance(value, str):
-        out.string_value = value
-    elif isinstance(value, int):
-        out.int_value = value
-    elif isinstance(value, dict):
-        out.kvlist_value.values.extend(
-            KeyValue(key=k, value=any_value(v)) for k, v in value.items()
-        )
-    return out
-
-
-def attrs(mapping: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=any_value(v)) for k, v in mapping.items()]
 
 
 RESOURCE = {"service.name": "checkout", "host.name": "web-1", "deployment": "prod", "k8s.pod": ""}

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from otlpkit import any_value, attrs
 
 from netlog.decode.otlp import (
     JSON,
@@ -35,30 +35,6 @@ TRACE = bytes(range(1, 17))
 SPAN = bytes(range(1, 9))
 
 
-def value(v):
-    """An AnyValue from a Python value, the way the SDKs build them."""
-    out = AnyValue()
-    if isinstance(v, bool):
-        out.bool_value = v
-    elif isinstance(v, int):
-        out.int_value = v
-    elif isinstance(v, float):
-        out.double_value = v
-    elif isinstance(v, str):
-        out.string_value = v
-    elif isinstance(v, bytes):
-        out.bytes_value = v
-    elif isinstance(v, list):
-        out.array_value.values.extend(value(i) for i in v)
-    elif isinstance(v, dict):
-        out.kvlist_value.values.extend(KeyValue(key=k, value=value(i)) for k, i in v.items())
-    return out
-
-
-def attrs(mapping):
-    return [KeyValue(key=k, value=value(v)) for k, v in mapping.items()]
-
-
 def request(*records, resource=None, scope="app.web", scope_attrs=None):
     """An ExportLogsServiceRequest of ``records`` (dicts of LogRecord fields)."""
     req = ExportLogsServiceRequest()
@@ -71,7 +47,7 @@ def request(*records, resource=None, scope="app.web", scope_attrs=None):
         lr = sl.log_records.add()
         for key, item in fields.items():
             if key == "body":
-                lr.body.CopyFrom(value(item))
+                lr.body.CopyFrom(any_value(item))
             elif key == "attributes":
                 lr.attributes.extend(attrs(item))
             else:

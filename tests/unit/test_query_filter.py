@@ -4,27 +4,11 @@ import json
 import re
 
 import pytest
+from recordkit import T0, rec
 
 from netlog.levels import level_rank
 from netlog.query.filter import Filter, Selector, parse_since
-from netlog.record import Record
 from netlog.sinks.encode import encode_line
-
-T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-
-
-def rec(i, *, level="info", logger="app", message=None, fields=None, exc=None, ts=None, fmt="json"):
-    return Record(
-        T0 + i if ts is None else ts,
-        T0 + i + 0.5,
-        level,
-        logger,
-        f"message {i}" if message is None else message,
-        {"i": i, **(fields or {})},
-        exc,
-        "127.0.0.1:5000",
-        fmt,
-    )
 
 
 class TestLevelsAndTimes:

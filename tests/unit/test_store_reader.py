@@ -4,8 +4,8 @@ import json
 import os
 
 import pytest
+from recordkit import rec
 
-from netlog.record import Record
 from netlog.sinks.encode import encode_line
 from netlog.store.lines import BLOCK, complete_end
 from netlog.store.reader import (
@@ -18,22 +18,6 @@ from netlog.store.reader import (
 )
 from netlog.store.records import record_from_json
 from netlog.store.writer import FILE_NAME, JsonlFileSink, rotated_paths
-
-T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-
-
-def rec(i, *, level="info", logger="app", message=None, fields=None, exc=None, ts=None, fmt="json"):
-    return Record(
-        T0 + i if ts is None else ts,
-        T0 + i + 0.5,
-        level,
-        logger,
-        f"message {i}" if message is None else message,
-        {"i": i, **(fields or {})},
-        exc,
-        "127.0.0.1:5000",
-        fmt,
-    )
 
 
 def polled(follower):

@@ -8,27 +8,11 @@ import json
 import time
 
 import pytest
+from recordkit import rec
 
 from netlog.cli.main import main
-from netlog.record import Record
 from netlog.store import reader as reader_module
 from netlog.store.writer import FILE_NAME, JsonlFileSink
-
-T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-
-
-def rec(i, *, level="info", logger="app", message=None, fields=None, exc=None, ts=None, fmt="json"):
-    return Record(
-        T0 + i if ts is None else ts,
-        T0 + i + 0.5,
-        level,
-        logger,
-        f"message {i}" if message is None else message,
-        {"i": i, **(fields or {})},
-        exc,
-        "127.0.0.1:5000",
-        fmt,
-    )
 
 
 def write(directory, records, **options):
