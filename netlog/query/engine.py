@@ -33,6 +33,16 @@ facets, one record) and ``netlog query``'s.  Its design:
   A missing, stale or unreadable Parquet file means the JSONL: a copy whose
   metadata does not match is never used, and one that fails a query is
   distrusted from then on (``parquet_failures``) and the query runs again.
+* **The live file in segments.**  A file with no full Parquet copy (the
+  live one, or one rotated since) is read as its chain of segments from
+  byte 0 (:mod:`netlog.store.segments`) and its uncovered tail, read from
+  a private temporary copy (DuckDB reads whole files only; deleted when the
+  question is answered).  Each is a source of its own: a page reads the
+  tail first and then the segments newest first, so a common word stops
+  after a few MiB instead of the whole live file.  Groups are merged by
+  ``(received, id)``, and an older group is skipped only when its newest
+  ``received`` is before the page's end, so a time shared across a
+  boundary orders as in one scan.
 * **Parameters only.**  The SQL is built from parsed terms
   (:mod:`netlog.query.language`) with every value and JSON path bound.
 """
@@ -75,6 +85,11 @@ DEFAULT_RANGE: Final = 3600.0
 #: Compaction's DuckDB (see :meth:`Engine.compact`): threads and memory, apart from the queries'.
 COMPACT_THREADS: Final = 1
 COMPACT_MEMORY: Final = "256MB"
+#: The longest uncovered tail read from a copy; a longer one (segments not
+#: written for a while: no query, so no compaction) means the whole file is
+#: read as JSONL instead: copying it would cost more than the scan saves,
+#: and the copy is in the temp dir (memory, where that is tmpfs).
+_MAX_TAIL: Final = 4 * segments.SEGMENT_BYTES
 #: Longest cursor accepted (a received time and an id, in base64).
 _MAX_CURSOR: Final = 200
 _SOURCE: Final = compact.OBJECTS
@@ -95,7 +110,7 @@ class _FileSpan:
     and, when compacted, the Parquet file to read instead of the JSONL.
     """
 
-    __slots__ = ("copy", "first", "ino", "last", "parquet", "path", "segment", "tail")
+    __slots__ = ("copy", "first", "ino", "last", "parquet", "path", "segment", "size", "tail")
 
     def __init__(
         self,
@@ -107,8 +122,11 @@ class _FileSpan:
         segment: tuple[str, int, int, int] | None = None,
         tail: int | None = None,
         ino: int = 0,
+        size: int = 1,
     ) -> None:
         self.path = path
+        self.size = max(1, size)
+        """Its bytes of JSONL: how much of the store a scan of it covers."""
         self.first = first
         self.last = last
         self.parquet = parquet
@@ -183,21 +201,28 @@ def _again(run: Callable[[], _T]) -> _T:
         raise QueryError("the store's files kept changing during the query; try again") from None
 
 
-def _newest_first_groups(files: Sequence[_FileSpan]) -> list[list[_FileSpan]]:
-    """The files newest first in groups of 1, 1, 2, 4... for a page's successive scans.
+def _next_group(rest: list[_FileSpan], found: int, want: int, scanned: int) -> list[_FileSpan]:
+    """The next sources to scan for a page (taken from ``rest``, newest first).
 
-    Most pages are found in the newest file or two, so scanning stops early;
-    a rare match that needs them all still costs few scans, each of several
-    files that DuckDB spreads over its threads.
+    The first scan is the newest source alone: most pages are found there.
+    Then as many bytes as the matches so far say the page still needs (a
+    quarter more), or, with none yet, twice the bytes scanned so far: a
+    common word stops after one or two scans, and a rare match that needs
+    every file still costs few, each over several files that DuckDB spreads
+    over its threads.
     """
-    groups: list[list[_FileSpan]] = []
-    rest = list(reversed(files))
-    size = 1
-    while rest:
-        groups.append(rest[:size])
-        rest = rest[size:]
-        size = size * 2 if len(groups) > 1 else 1
-    return groups
+    if not scanned:
+        bytes_wanted = 1
+    elif found:
+        bytes_wanted = int(max(0, want - found) * scanned / found * 1.25)
+    else:
+        bytes_wanted = 2 * scanned
+    group = [rest.pop(0)]
+    total = group[0].size
+    while rest and total < bytes_wanted:
+        group.append(rest.pop(0))
+        total += group[-1].size
+    return group
 
 
 def _page_is_full(
@@ -263,6 +288,8 @@ class Engine:
         self._segments: dict[tuple[str, int, int, int], segments.Segment | None] = {}
         # The tail copies the current question on this thread made (deleted after it).
         self._local = threading.local()
+        self.tail_copy_failed = False
+        """A tail could not be copied to the temp dir: segments are not read from then on."""
         self._compact_db: duckdb.DuckDBPyConnection | None = None
         self._spans: dict[tuple[str, int, int, int], tuple[str, str]] = {}
         # A Parquet file checked (by its JSONL's key and its own stat): usable or not.
@@ -292,7 +319,8 @@ class Engine:
         """
         out: list[_FileSpan] = []
         seen = set()
-        listing = segments.listed(self.log_dir) if self._use_segments else {}
+        use = self._use_segments and not self.tail_copy_failed
+        listing = segments.listed(self.log_dir) if use else {}
         for path in rotated_paths(self.log_dir):
             if path.is_symlink():
                 continue
@@ -314,14 +342,19 @@ class Engine:
                 pieces = [] if parquet else self._segments_of(fd, st, listing.get(st.st_ino, []))
             finally:
                 os.close(fd)
+            if pieces and st.st_size - pieces[-1][0].end > _MAX_TAIL:
+                pieces = []
             if not pieces:
-                out.append(_FileSpan(path, *span, parquet))
+                out.append(_FileSpan(path, *span, parquet, size=st.st_size))
                 continue
             for seg, seg_key in pieces:
-                out.append(_FileSpan(path, seg.first, seg.last, seg.path, segment=seg_key))
+                piece = _FileSpan(path, seg.first, seg.last, seg.path, segment=seg_key)
+                piece.size = seg.end - seg.start
+                out.append(piece)
             covered = pieces[-1][0].end
             if covered < st.st_size:
-                out.append(_FileSpan(path, "", span[1], tail=covered, ino=st.st_ino))
+                size = st.st_size - covered
+                out.append(_FileSpan(path, "", span[1], tail=covered, ino=st.st_ino, size=size))
         names = {segment.name for paths in listing.values() for segment in paths}
         with self._lock:
             for key in [k for k in self._spans if k not in seen]:
@@ -378,7 +411,12 @@ class Engine:
             try:
                 if os.fstat(fd).st_ino != span.ino:
                     raise _FilesMovedError  # rotated since listing: list again
-                span.copy = segments.copy_range(fd, span.tail)
+                try:
+                    span.copy = segments.copy_range(fd, span.tail)
+                except OSError:
+                    # No room or no temp dir: read whole files, as without segments.
+                    self.tail_copy_failed = True
+                    raise _FilesMovedError from None
                 temps.append(span.copy)
             finally:
                 os.close(fd)
@@ -580,8 +618,12 @@ class Engine:
             outer += "AND (r < ? OR (r = ? AND i < ?)) "
             bounds += [after[0], after[0], after[1]]
             files = [f for f in files if not (f.first and f.first > after[0])]
-        for group in _newest_first_groups(files):
-            if not group or _page_is_full(found, limit, group):
+        rest = list(reversed(files))
+        scanned = 0
+        while rest:
+            group = _next_group(rest, len(found), limit + 1, scanned)
+            scanned += sum(f.size for f in group)
+            if _page_is_full(found, limit, group):
                 continue
             branches = self._record_branches(group, terms, low)
             sql = f"SELECT json, r, i, src, pos FROM ({branches[0]}) WHERE TRUE {outer}"
@@ -645,14 +687,23 @@ class Engine:
             if text is None and src is not None and pos is not None:
                 wanted.setdefault(src, []).append(pos)
         lines: dict[tuple[str, int], str] = {}
-        for src, positions in wanted.items():
-            span = [f for f in files if f.parquet is not None and str(f.parquet) == src]
-            sql = (
-                "SELECT file_row_number, json FROM read_parquet(?, file_row_number=true) "
-                "WHERE file_row_number = ANY(?::BIGINT[])"
+        # One query for all the files (a page's matches are often in several
+        # segments): one round trip, and DuckDB spreads the branches over its threads.
+        parts: list[tuple[str, list[object]]] = [
+            (
+                (
+                    "SELECT ?::VARCHAR AS src, file_row_number, json "
+                    "FROM read_parquet(?, file_row_number=true) "
+                    "WHERE file_row_number = ANY(?::BIGINT[])"
+                ),
+                [src, src, positions],
             )
-            params: list[object] = [src, positions]
-            for pos, text in self._all(sql, params, span):
+            for src, positions in wanted.items()
+        ]
+        if parts:
+            span = [f for f in files if f.parquet is not None and str(f.parquet) in wanted]
+            union, params = _union(parts)
+            for src, pos, text in self._all(union, params, span):
                 lines[src, int(pos)] = text
         out = []
         for text, _r, _i, src, pos in rows:

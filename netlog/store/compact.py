@@ -25,8 +25,10 @@ the contract; the Parquet file is derived, and deleting it is always safe
   database's ``threads`` and ``memory_limit``; DuckDB streams the COPY, so a
   100 MiB file needs far less than the file's size in memory.
 
-Only the process that writes the log dir compacts (``servers/api.py``, on a
-thread of its own); ``netlog query`` only reads.
+:func:`write` is the one writer of such files: the live file's segments
+(:mod:`netlog.store.segments`) are written by it too.  Only the process
+that writes the log dir compacts (``servers/api.py``, on a thread of its
+own); ``netlog query`` only reads.
 """
 
 from __future__ import annotations

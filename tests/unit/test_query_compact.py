@@ -6,6 +6,7 @@ import duckdb
 import orjson
 import pytest
 
+from netlog.query import engine as engine_module
 from netlog.query.engine import Engine
 from netlog.record import new_id
 from netlog.sinks.encode import format_time
@@ -444,3 +445,47 @@ class TestSegments:
         copy.replace(live)
         assert not any(f.segment for f in compacted._files())
         assert answers(compacted) == answers(plain)
+
+    def test_no_temp_dir_means_whole_files(self, engines, monkeypatch):
+        """A tail that cannot be copied (temp dir gone or full): the JSONL answers, as before."""
+        path, plain, _ = engines
+        monkeypatch.setattr(tempfile, "tempdir", str(path / "no such dir"))
+        fresh = Engine(path)
+        try:
+            assert answers(fresh) == answers(plain)
+            assert fresh.tail_copy_failed
+            assert not any(f.segment for f in fresh._files())
+        finally:
+            fresh.close()
+
+    def test_a_long_uncovered_tail_means_the_whole_file(self, engines, monkeypatch):
+        _, plain, compacted = engines
+        monkeypatch.setattr(engine_module, "_MAX_TAIL", 0)  # the fixture's tail is longer
+        assert not any(f.segment for f in compacted._files())
+        assert answers(compacted) == answers(plain)
+
+
+@pytest.mark.usefixtures("private_tmp")
+def test_a_received_time_shared_across_segments_pages_as_one_scan(tmp_path):
+    """Records with one received time in several segments: ordered by id, none lost or repeated."""
+    lines = []
+    for i in range(90):
+        obj = {"received": format_time(T0 + i // 30), "message": f"m {i}", "id": new_id(T0 + i)}
+        lines.append(orjson.dumps(obj) + b"\n")
+    # In receive order, as stored; within a time, ids against file order (another receiver thread)
+    lines.sort(key=lambda line: orjson.loads(line)["id"], reverse=True)
+    lines.sort(key=lambda line: orjson.loads(line)["received"])
+    (tmp_path / "records.jsonl").write_bytes(b"".join(lines))
+    plain = Engine(tmp_path, use_parquet=False)
+    segmented = Engine(tmp_path)
+    try:
+        assert len(segmented.compact(segment_bytes=1000)) >= 5
+        assert sum(1 for f in segmented._files() if f.segment) >= 5
+        for limit in (1, 7, 40):
+            pages = all_pages(segmented, "", limit=limit)
+            assert pages == all_pages(plain, "", limit=limit)
+            ids = [r["id"] for page in pages for r in page["records"]]
+            assert sorted(ids) == sorted(orjson.loads(line)["id"] for line in lines)
+    finally:
+        plain.close()
+        segmented.close()
