@@ -186,6 +186,37 @@ def warm(log_dir: Path, reps: int, *, mode: str) -> dict[str, float]:
     return out
 
 
+def interleaved(log_dir: Path, rounds: int, tail_command: list[str]) -> dict[str, float]:
+    """The common word's first page, every way in turn each round: the load falls on all alike.
+
+    ``tail --grep`` and a fresh process with segments (subprocesses), and an
+    open engine of each mode; medians in seconds.
+    """
+    from netlog.query.engine import Engine  # noqa: PLC0415
+
+    engines = {mode: Engine(log_dir, **options) for mode, options in MODES.items()}
+    me = [sys.executable, str(Path(__file__).resolve()), str(log_dir), "--one", "text"]
+    runs: dict[str, Callable[[], object]] = {
+        "tail --grep": lambda: subprocess.run(tail_command, capture_output=True, check=True),
+        "segments fresh": lambda: subprocess.run([*me], capture_output=True, check=True),
+        "parquet fresh": lambda: subprocess.run(
+            [*me, "--mode", "parquet"], capture_output=True, check=True
+        ),
+    }
+    for mode, engine in engines.items():
+        engine.records(RARE_WORD, limit=100)  # warm: the file spans and metadata read once
+        runs[f"{mode} open"] = lambda engine=engine: engine.records(RARE_WORD, limit=100)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            begin = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - begin)
+    for engine in engines.values():
+        engine.close()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def segment_all(log_dir: Path) -> tuple[float, int, int]:
     """The live file's segments written afresh, as the server does: seconds, count, bytes."""
     import duckdb  # noqa: PLC0415
@@ -234,6 +265,7 @@ def main() -> None:
     parser.add_argument("counts", help="comma-separated record counts, e.g. 1000000,3000000")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the stores here")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved common-word rounds")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="segments", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -288,6 +320,11 @@ def main() -> None:
                 f"{tail_text:>7} {ratio:>9} {ratio_open:>14}"
             )
         print("  load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        medians = interleaved(log_dir, args.rounds, tails["text"])
+        print(f"  common word, {args.rounds} rounds interleaved (median s, tail --grep / each):")
+        for name, seconds in medians.items():
+            print(f"    {name:<15} {seconds:6.3f}  {medians['tail --grep'] / seconds:5.1f}x")
+        print("  load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     os.sync()
 
 

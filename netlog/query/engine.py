@@ -17,7 +17,8 @@ facets, one record) and ``netlog query``'s.  Its design:
   ``received`` are read once (two small reads, cached by inode and size);
   files outside the time range are not opened by DuckDB, and the first page
   of records reads the newest file first and goes to older ones only while
-  the page is not full (rotation keeps files in receive order).
+  the page is not full (rotation keeps files in receive order), each next
+  scan as large as the matches so far say the page still needs.
 * **Bound.**  One in-process DuckDB database for the engine, ``threads``
   worker threads (default 2) and ``memory_limit`` (default 512MB) for all
   queries together; each call takes its own cursor, so calls from several
