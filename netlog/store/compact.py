@@ -170,14 +170,15 @@ def write(
     metadata: dict[str, str],
     *,
     check: Callable[[], None] | None = None,
+    compression: str = COMPRESSION,
 ) -> None:
     """The Parquet file of the JSONL ``source`` at ``target``: temporary, fsync, check, rename.
 
     The one way a Parquet file of store lines is written (a rotated file's
     copy, a live file's segment: :mod:`netlog.store.segments`).  ``metadata``
     values must be digits or hex (they are spelled into the COPY, which takes
-    no parameter).  Raises ``OSError`` or ``duckdb.Error``; the temporary is
-    removed then.
+    no parameter), and ``compression`` one of ours.  Raises ``OSError`` or
+    ``duckdb.Error``; the temporary is removed then.
     """
     texts = (*metadata, *metadata.values())
     if not all(t.isascii() and t.replace("_", "").isalnum() for t in texts):
@@ -187,7 +188,7 @@ def write(
     try:
         db.execute(
             f"COPY ({_SELECT}) TO '{_quoted(temp)}' "
-            f"(FORMAT parquet, COMPRESSION {COMPRESSION}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
+            f"(FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
             f"KV_METADATA {{{kv}}})",
             [str(source)],
         )

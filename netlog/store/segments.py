@@ -74,6 +74,12 @@ __all__ = [
 
 #: Whole lines a segment covers at least (see the module: why this size).
 SEGMENT_BYTES: Final = 8 << 20
+#: Faster to read than the rotated files' zstd (measured on 5 segments, a
+#: common word: the search 15 ms against 26, reading the page's lines back
+#: 32 ms against 50), for 1.8x the size (72% of the JSONL against 40%): a
+#: segment is read by nearly every first page and lives only until its
+#: file, rotated, has its full (zstd) copy.
+COMPRESSION: Final = "lz4"
 #: Between ``records.jsonl`` and a segment's inode and start.
 MARK: Final = ".seg-"
 #: The bytes before a segment's end whose digest it keeps (a reused inode or
@@ -239,7 +245,7 @@ def _write(
         "check": _digest(fd, start, end),
     }
     try:
-        compact.write(db, source, target, metadata)
+        compact.write(db, source, target, metadata, compression=COMPRESSION)
     finally:
         source.unlink(missing_ok=True)
     return target
