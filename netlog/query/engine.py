@@ -511,7 +511,8 @@ class Engine:
                     continue  # rotated away meanwhile, or unreadable: the JSONL serves
                 if done is not None:
                     written.append(done)
-            segments.remove_stale(cursor, self.log_dir)
+            with contextlib.suppress(OSError, duckdb.Error):
+                segments.remove_stale(cursor, self.log_dir)  # the next pass tries again
         finally:
             cursor.close()
         return written
