@@ -2,9 +2,10 @@
 
 Builds a store of N records (JSONL written directly, not through a server:
 generation must not be the bottleneck) rotated into 100 MiB files the way
-the server rotates them, compacts its rotated files into Parquet the way the
-server does (timed: the compaction's own cost per 1M records), then times,
-on the same files, side by side:
+the server rotates them, compacts its rotated files into Parquet and the
+live file into segments the way the server does (timed: the compaction's own
+cost per 1M records, the segments' per MiB), then times, on the same files,
+side by side:
 
 * a text search (a word present in 1 record in 1000), first page;
 * a ``key=value`` search (``user=u4242``), first page;
@@ -13,8 +14,10 @@ on the same files, side by side:
 * a rare word (1 record in 100,000: every file is read), first page;
 * ``netlog tail -n 100 --grep WORD`` (today's way), the same two words;
 
-each with the JSONL-only engine (``Engine(use_parquet=False)``) and with
-the Parquet files, in a fresh process per run (what a ``netlog query`` user
+each with the JSONL-only engine (``Engine(use_parquet=False)``), with the
+rotated files' Parquet but the whole live file as JSONL
+(``use_segments=False``) and with the live file's segments too, in a fresh
+process per run (what a ``netlog query`` user
 pays: Python, DuckDB's start, the query) and on one engine kept open (as the
 server runs them).
 
@@ -145,22 +148,32 @@ def cases(engine: Any) -> dict[str, Callable[[], object]]:
     }
 
 
-def one(log_dir: Path, case: str, *, parquet: bool) -> None:
+#: The engines compared: JSONL only, Parquet for rotated files, and segments of the live file too.
+MODES: Final = {
+    "jsonl": {"use_parquet": False},
+    "parquet": {"use_segments": False},
+    "segments": {},
+}
+
+
+def one(log_dir: Path, case: str, *, mode: str) -> None:
     """Run one question once (in a fresh process: ``--one``) and print its answer's size."""
     from netlog.query.engine import Engine  # noqa: PLC0415 - the fresh process pays for it
 
-    engine = Engine(log_dir, use_parquet=parquet)
+    engine = Engine(log_dir, **MODES[mode])
     answer = cases(engine)[case]()
     print(len(orjson.dumps(answer)))
 
 
-def warm(log_dir: Path, reps: int, *, parquet: bool) -> dict[str, float]:
+def warm(log_dir: Path, reps: int, *, mode: str) -> dict[str, float]:
     """The same queries on one engine kept open, as the server runs them."""
     from netlog.query.engine import Engine  # noqa: PLC0415
 
-    engine = Engine(log_dir, use_parquet=parquet)
-    if parquet:
-        assert all(f.parquet is not None for f in engine._files()[:-1]), "not all compacted"  # noqa: SLF001
+    engine = Engine(log_dir, **MODES[mode])
+    files = engine._files()  # noqa: SLF001
+    if mode != "jsonl":
+        assert all(f.parquet is not None for f in files[:-1]), "not all compacted"
+    assert any(f.segment for f in files) == (mode == "segments"), "segments"
     out = {}
     for name, case in cases(engine).items():
         times = []
@@ -171,6 +184,58 @@ def warm(log_dir: Path, reps: int, *, parquet: bool) -> dict[str, float]:
         out[name] = statistics.median(times)
     engine.close()
     return out
+
+
+def interleaved(log_dir: Path, rounds: int, tail_command: list[str]) -> dict[str, float]:
+    """The common word's first page, every way in turn each round: the load falls on all alike.
+
+    ``tail --grep`` and a fresh process with segments (subprocesses), and an
+    open engine of each mode; medians in seconds.
+    """
+    from netlog.query.engine import Engine  # noqa: PLC0415
+
+    engines = {mode: Engine(log_dir, **options) for mode, options in MODES.items()}
+    me = [sys.executable, str(Path(__file__).resolve()), str(log_dir), "--one", "text"]
+    runs: dict[str, Callable[[], object]] = {
+        "tail --grep": lambda: subprocess.run(tail_command, capture_output=True, check=True),
+        "segments fresh": lambda: subprocess.run([*me], capture_output=True, check=True),
+        "parquet fresh": lambda: subprocess.run(
+            [*me, "--mode", "parquet"], capture_output=True, check=True
+        ),
+    }
+    for mode, engine in engines.items():
+        engine.records(RARE_WORD, limit=100)  # warm: the file spans and metadata read once
+        runs[f"{mode} open"] = lambda engine=engine: engine.records(RARE_WORD, limit=100)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            begin = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - begin)
+    for engine in engines.values():
+        engine.close()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def segment_all(log_dir: Path) -> tuple[float, int, int]:
+    """The live file's segments written afresh, as the server does: seconds, count, bytes."""
+    import duckdb  # noqa: PLC0415
+
+    from netlog.query.engine import COMPACT_MEMORY, COMPACT_THREADS  # noqa: PLC0415
+    from netlog.store import segments  # noqa: PLC0415
+
+    for paths in segments.listed(log_dir).values():
+        for path in paths:
+            path.unlink()
+    db = duckdb.connect(
+        ":memory:", config={"threads": COMPACT_THREADS, "memory_limit": COMPACT_MEMORY}
+    )
+    begin = time.perf_counter()
+    written = segments.extend(db, log_dir / FILE_NAME)
+    seconds = time.perf_counter() - begin
+    covered = sum(s.end - s.start for s in (segments.read(db, p) for p in written) if s)
+    db.close()
+    return seconds, len(written), covered
 
 
 def compact_all(log_dir: Path) -> tuple[float, int, int]:
@@ -187,7 +252,7 @@ def compact_all(log_dir: Path) -> tuple[float, int, int]:
             records += sum(block.count(b"\n") for block in iter(lambda f=f: f.read(1 << 24), b""))
     engine = Engine(log_dir)
     begin = time.perf_counter()
-    written = engine.compact()
+    written = engine.compact(segment_bytes=1 << 40)  # rotated files only: segments timed apart
     seconds = time.perf_counter() - begin
     engine.close()
     assert len(written) == len(rotated)
@@ -200,11 +265,12 @@ def main() -> None:
     parser.add_argument("counts", help="comma-separated record counts, e.g. 1000000,3000000")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the stores here")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved common-word rounds")
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--parquet", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="segments", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        one(Path(args.counts), args.one, parquet=bool(args.parquet))
+        one(Path(args.counts), args.one, mode=args.mode)
         return
     python = [sys.executable, "-m", "netlog.cli"]
     env_root = args.keep or Path(tempfile.mkdtemp(prefix="netlog-query-bench-"))
@@ -223,30 +289,42 @@ def main() -> None:
             f"  compaction: {seconds:.1f} s for {records:,} records in {len(jsonl) - 1} files "
             f"({seconds / records * 1e6:.1f} s per 1M), Parquet {parquet_bytes / 2**20:.0f} MiB"
         )
+        seconds, count_written, covered = segment_all(log_dir)
+        print(
+            f"  live file segments: {seconds:.2f} s for {count_written} covering "
+            f"{covered / 2**20:.0f} MiB ({seconds / max(covered, 1) * 2**20 * 1000:.0f} ms per MiB)"
+        )
         tails = {
             "text": [*python, "tail", "-n", "100", "--grep", RARE_WORD, str(log_dir)],
             "rare word": [*python, "tail", "-n", "100", "--grep", RAREST_WORD, str(log_dir)],
         }
         tail = {name: timed(command, args.reps)[0] for name, command in tails.items()}
-        fresh: dict[str, dict[str, float]] = {"jsonl": {}, "parquet": {}}
+        fresh: dict[str, dict[str, float]] = {mode: {} for mode in MODES}
         me = [sys.executable, str(Path(__file__).resolve()), str(log_dir)]
         for name in cases(None):
-            for mode, flag in (("jsonl", "0"), ("parquet", "1")):
-                fresh[mode][name] = timed([*me, "--one", name, "--parquet", flag], args.reps)[0]
-        kept = {mode: warm(log_dir, args.reps, parquet=mode == "parquet") for mode in fresh}
+            for mode in MODES:  # alternating: the machine's noise falls on all alike
+                fresh[mode][name] = timed([*me, "--one", name, "--mode", mode], args.reps)[0]
+        kept = {mode: warm(log_dir, args.reps, mode=mode) for mode in MODES}
         print(
-            f"  {'question':<12} {'JSONL':>8} {'Parquet':>8} {'JSONL open':>11} "
-            f"{'Parquet open':>13} {'tail --grep':>12} {'tail/Parquet':>13}"
+            f"  {'question':<12} {'JSONL':>7} {'Parquet':>7} {'Segs':>7} {'JSONL open':>10} "
+            f"{'Pq open':>8} {'Segs open':>9} {'tail':>7} {'tail/Segs':>9} {'tail/Segs open':>14}"
         )
         for name in fresh["jsonl"]:
-            ratio = f"{tail[name] / fresh['parquet'][name]:.1f}x" if name in tail else ""
+            ratio = f"{tail[name] / fresh['segments'][name]:.1f}x" if name in tail else ""
+            ratio_open = f"{tail[name] / kept['segments'][name]:.1f}x" if name in tail else ""
             tail_text = f"{tail[name]:.3f}" if name in tail else ""
             print(
-                f"  {name:<12} {fresh['jsonl'][name]:8.3f} {fresh['parquet'][name]:8.3f} "
-                f"{kept['jsonl'][name]:11.3f} {kept['parquet'][name]:13.3f} "
-                f"{tail_text:>12} {ratio:>13}"
+                f"  {name:<12} {fresh['jsonl'][name]:7.3f} {fresh['parquet'][name]:7.3f} "
+                f"{fresh['segments'][name]:7.3f} {kept['jsonl'][name]:10.3f} "
+                f"{kept['parquet'][name]:8.3f} {kept['segments'][name]:9.3f} "
+                f"{tail_text:>7} {ratio:>9} {ratio_open:>14}"
             )
         print("  load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        medians = interleaved(log_dir, args.rounds, tails["text"])
+        print(f"  common word, {args.rounds} rounds interleaved (median s, tail --grep / each):")
+        for name, seconds in medians.items():
+            print(f"    {name:<15} {seconds:6.3f}  {medians['tail --grep'] / seconds:5.1f}x")
+        print("  load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     os.sync()
 
 

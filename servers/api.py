@@ -19,6 +19,8 @@ shaped this way:
 * **Rotated files compacted, off the hub, once searched.**  After the
   engine opens, and then at most every :data:`COMPACT_EVERY` seconds when
   queries come, one more native thread of its own (never a query's thread)
+  writes the live file's missing Parquet segments (:mod:`netlog.store.segments`:
+  a search then reads only the live file's uncovered tail as JSONL) and
   compacts the rotated files that have no Parquet copy yet
   (:mod:`netlog.store.compact`), newest first, one at a time, in a DuckDB
   database of its own (1 thread, 256 MB: a core stays free for the event
@@ -165,7 +167,7 @@ class QueryApi:
         self._compacting = False
         self._next_compaction = 0.0
         self.compacted = 0
-        """Rotated files compacted into Parquet by this server."""
+        """Parquet files this server wrote: rotated files' copies and live-file segments."""
         self.compaction_failures = 0
         """Compaction passes that ended in an unexpected error."""
 

@@ -17,7 +17,8 @@ facets, one record) and ``netlog query``'s.  Its design:
   ``received`` are read once (two small reads, cached by inode and size);
   files outside the time range are not opened by DuckDB, and the first page
   of records reads the newest file first and goes to older ones only while
-  the page is not full (rotation keeps files in receive order).
+  the page is not full (rotation keeps files in receive order), each next
+  scan as large as the matches so far say the page still needs.
 * **Bound.**  One in-process DuckDB database for the engine, ``threads``
   worker threads (default 2) and ``memory_limit`` (default 512MB) for all
   queries together; each call takes its own cursor, so calls from several
@@ -33,6 +34,16 @@ facets, one record) and ``netlog query``'s.  Its design:
   A missing, stale or unreadable Parquet file means the JSONL: a copy whose
   metadata does not match is never used, and one that fails a query is
   distrusted from then on (``parquet_failures``) and the query runs again.
+* **The live file in segments.**  A file with no full Parquet copy (the
+  live one, or one rotated since) is read as its chain of segments from
+  byte 0 (:mod:`netlog.store.segments`) and its uncovered tail, read from
+  a private temporary copy (DuckDB reads whole files only; deleted when the
+  question is answered).  Each is a source of its own: a page reads the
+  tail first and then the segments newest first, so a common word stops
+  after a few MiB instead of the whole live file.  Groups are merged by
+  ``(received, id)``, and an older group is skipped only when its newest
+  ``received`` is before the page's end, so a time shared across a
+  boundary orders as in one scan.
 * **Parameters only.**  The SQL is built from parsed terms
   (:mod:`netlog.query.language`) with every value and JSON path bound.
 """
@@ -57,10 +68,10 @@ from netlog.query.language import QueryError, parse_field, parse_query
 from netlog.query.sql import LEVEL_RANK_MACRO, json_path, value, where
 from netlog.query.times import stored_time
 from netlog.record import ID_LENGTH, id_time
-from netlog.store import compact
+from netlog.store import compact, segments
 from netlog.store.lines import complete_end
 from netlog.store.reader import lines_backwards
-from netlog.store.writer import rotated_paths
+from netlog.store.writer import FILE_NAME, rotated_paths
 
 __all__ = ["MAX_BUCKETS", "MAX_LIMIT", "Engine", "QueryError"]
 
@@ -75,6 +86,11 @@ DEFAULT_RANGE: Final = 3600.0
 #: Compaction's DuckDB (see :meth:`Engine.compact`): threads and memory, apart from the queries'.
 COMPACT_THREADS: Final = 1
 COMPACT_MEMORY: Final = "256MB"
+#: The longest uncovered tail read from a copy; a longer one (segments not
+#: written for a while: no query, so no compaction) means the whole file is
+#: read as JSONL instead: copying it would cost more than the scan saves,
+#: and the copy is in the temp dir (memory, where that is tmpfs).
+_MAX_TAIL: Final = 4 * segments.SEGMENT_BYTES
 #: Longest cursor accepted (a received time and an id, in base64).
 _MAX_CURSOR: Final = 200
 _SOURCE: Final = compact.OBJECTS
@@ -89,23 +105,40 @@ _OPEN_END: Final = "\uffff"
 
 
 class _FileSpan:
-    """A store file, its first and last ``received`` (text, as stored), its Parquet file."""
+    """A source of records: a store file, one of its segments or its uncovered tail.
 
-    __slots__ = ("first", "last", "parquet", "path")
+    With its first and last ``received`` (text, as stored; ``""``: unknown)
+    and, when compacted, the Parquet file to read instead of the JSONL.
+    """
 
-    def __init__(self, path: Path, first: str, last: str, parquet: Path | None = None) -> None:
+    __slots__ = ("copy", "first", "ino", "last", "parquet", "path", "segment", "size", "tail")
+
+    def __init__(
+        self,
+        path: Path,
+        first: str,
+        last: str,
+        parquet: Path | None = None,
+        *,
+        segment: tuple[str, int, int, int] | None = None,
+        tail: int | None = None,
+        ino: int = 0,
+        size: int = 1,
+    ) -> None:
         self.path = path
+        self.size = max(1, size)
+        """Its bytes of JSONL: how much of the store a scan of it covers."""
         self.first = first
         self.last = last
         self.parquet = parquet
-        """The file's compacted copy when it is complete and current (else read the JSONL)."""
-
-
-def _split(files: Sequence[_FileSpan]) -> tuple[list[str], list[str]]:
-    """The Parquet files to read and the JSONL files to read for ``files``."""
-    parquet = [str(f.parquet) for f in files if f.parquet is not None]
-    jsonl = [str(f.path) for f in files if f.parquet is None]
-    return parquet, jsonl
+        """The file's compacted copy (or this segment) when complete and current."""
+        self.segment = segment
+        """A segment's key in the engine's cache of checked segments."""
+        self.tail = tail
+        """The offset of the file (inode ``ino``) this source starts at: read from a copy."""
+        self.ino = ino
+        self.copy: Path | None = None
+        """The private copy of the tail, made when a query first needs it."""
 
 
 def _union(parts: Sequence[tuple[str, list[object]]]) -> tuple[str, list[object]]:
@@ -169,21 +202,43 @@ def _again(run: Callable[[], _T]) -> _T:
         raise QueryError("the store's files kept changing during the query; try again") from None
 
 
-def _newest_first_groups(files: Sequence[_FileSpan]) -> list[list[_FileSpan]]:
-    """The files newest first in groups of 1, 1, 2, 4... for a page's successive scans.
+def _next_group(rest: list[_FileSpan], found: int, want: int, scanned: int) -> list[_FileSpan]:
+    """The next sources to scan for a page (taken from ``rest``, newest first).
 
-    Most pages are found in the newest file or two, so scanning stops early;
-    a rare match that needs them all still costs few scans, each of several
-    files that DuckDB spreads over its threads.
+    The first scan is the newest source alone: most pages are found there.
+    Then as many bytes as the matches so far say the page still needs (a
+    quarter more), or, with none yet, twice the bytes scanned so far: a
+    common word stops after one or two scans, and a rare match that needs
+    every file still costs few, each over several files that DuckDB spreads
+    over its threads.
     """
-    groups: list[list[_FileSpan]] = []
-    rest = list(reversed(files))
-    size = 1
-    while rest:
-        groups.append(rest[:size])
-        rest = rest[size:]
-        size = size * 2 if len(groups) > 1 else 1
-    return groups
+    if not scanned:
+        bytes_wanted = 1
+    elif found:
+        bytes_wanted = int(max(0, want - found) * scanned / found * 1.25)
+    else:
+        bytes_wanted = 2 * scanned
+    group = [rest.pop(0)]
+    total = group[0].size
+    while rest and total < bytes_wanted:
+        group.append(rest.pop(0))
+        total += group[-1].size
+    return group
+
+
+def _page_is_full(
+    found: Sequence[tuple[Any, str, str, Any, Any]], limit: int, group: Sequence[_FileSpan]
+) -> bool:
+    """Whether ``found`` (newest first) holds the page and the next one's first record for sure.
+
+    The older ``group`` cannot change it when its newest ``received`` is
+    before the ``limit + 1``-th record's (rotation and segments keep receive
+    order); an equal one may sort before it by id, so that group is read.
+    """
+    if len(found) <= limit:
+        return False
+    newest = max((f.last or _OPEN_END for f in group), default=_OPEN_END)
+    return newest < found[limit][1]
 
 
 def _encode_cursor(received: str, record_id: str) -> str:
@@ -220,6 +275,7 @@ class Engine:
         threads: int = 2,
         memory_limit: str = "512MB",
         use_parquet: bool = True,
+        use_segments: bool = True,
     ) -> None:
         self.log_dir = Path(log_dir)
         self._db = duckdb.connect(
@@ -228,6 +284,13 @@ class Engine:
         self._db.execute(LEVEL_RANK_MACRO)
         self._db.execute("SET enable_progress_bar = false")
         self._use_parquet = use_parquet
+        self._use_segments = use_parquet and use_segments
+        # A segment file checked (by its name and stat): what it covers, or None (unusable).
+        self._segments: dict[tuple[str, int, int, int], segments.Segment | None] = {}
+        # The tail copies the current question on this thread made (deleted after it).
+        self._local = threading.local()
+        self.tail_copy_failed = False
+        """A tail could not be copied to the temp dir: segments are not read from then on."""
         self._compact_db: duckdb.DuckDBPyConnection | None = None
         self._spans: dict[tuple[str, int, int, int], tuple[str, str]] = {}
         # A Parquet file checked (by its JSONL's key and its own stat): usable or not.
@@ -249,9 +312,16 @@ class Engine:
     # -- the files --------------------------------------------------------
 
     def _files(self) -> list[_FileSpan]:
-        """The store's files oldest first, each with its first and last ``received``."""
-        out = []
+        """The store's sources oldest first, each with its first and last ``received``.
+
+        A file without its full Parquet copy but with segments
+        (:mod:`netlog.store.segments`) is its usable segments and then its
+        uncovered tail.
+        """
+        out: list[_FileSpan] = []
         seen = set()
+        use = self._use_segments and not self.tail_copy_failed
+        listing = segments.listed(self.log_dir) if use else {}
         for path in rotated_paths(self.log_dir):
             if path.is_symlink():
                 continue
@@ -269,16 +339,101 @@ class Engine:
                     span = (_first_received(fd, end), _last_received(fd, end))
                     with self._lock:
                         self._spans[key] = span
+                parquet = self._parquet_of(path, st, key) if self._use_parquet else None
+                pieces = [] if parquet else self._segments_of(fd, st, listing.get(st.st_ino, []))
             finally:
                 os.close(fd)
-            parquet = self._parquet_of(path, st, key) if self._use_parquet else None
-            out.append(_FileSpan(path, *span, parquet))
+            if pieces and st.st_size - pieces[-1][0].end > _MAX_TAIL:
+                pieces = []
+            if not pieces:
+                out.append(_FileSpan(path, *span, parquet, size=st.st_size))
+                continue
+            for seg, seg_key in pieces:
+                piece = _FileSpan(path, seg.first, seg.last, seg.path, segment=seg_key)
+                piece.size = seg.end - seg.start
+                out.append(piece)
+            covered = pieces[-1][0].end
+            if covered < st.st_size:
+                size = st.st_size - covered
+                out.append(_FileSpan(path, "", span[1], tail=covered, ino=st.st_ino, size=size))
+        names = {segment.name for paths in listing.values() for segment in paths}
         with self._lock:
             for key in [k for k in self._spans if k not in seen]:
                 del self._spans[key]
             for checked in [k for k in self._checked if k[0] not in seen]:
                 del self._checked[checked]
+            for gone in [k for k in self._segments if k[0] not in names]:
+                del self._segments[gone]
         return out
+
+    def _segments_of(
+        self, fd: int, st: os.stat_result, paths: list[Path]
+    ) -> list[tuple[segments.Segment, tuple[str, int, int, int]]]:
+        """The usable chain of the file open as ``fd`` among ``paths`` (metadata read once)."""
+        found = []
+        for path in paths:
+            try:
+                sst = path.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            segment_key = (path.name, sst.st_ino, sst.st_size, sst.st_mtime_ns)
+            if segment_key not in self._segments:
+                cursor = self._cursor()
+                try:
+                    read = segments.read(cursor, path)
+                finally:
+                    cursor.close()
+                with self._lock:
+                    self._segments[segment_key] = read
+            segment = self._segments.get(segment_key)
+            if segment is not None:
+                found.append((segment, segment_key))
+        keys = {s.path: k for s, k in found}
+        return [(s, keys[s.path]) for s in segments.chain(fd, st, [s for s, _ in found])]
+
+    def _split(self, files: Sequence[_FileSpan]) -> tuple[list[str], list[str]]:
+        """The Parquet files and the JSONL files to read for ``files`` (tails: their copies)."""
+        parquet = [str(f.parquet) for f in files if f.parquet is not None]
+        jsonl = [str(self._jsonl_of(f)) for f in files if f.parquet is None]
+        return parquet, jsonl
+
+    def _jsonl_of(self, span: _FileSpan) -> Path:
+        """The JSONL to read for ``span``: its file, or a private copy of its tail."""
+        if span.tail is None:
+            return span.path
+        if span.copy is None:
+            temps: list[Path] | None = getattr(self._local, "temps", None)
+            if temps is None:
+                raise RuntimeError("a tail is read only within a question")
+            try:
+                fd = os.open(span.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                raise _FilesMovedError from None
+            try:
+                if os.fstat(fd).st_ino != span.ino:
+                    raise _FilesMovedError  # rotated since listing: list again
+                try:
+                    span.copy = segments.copy_range(fd, span.tail)
+                except OSError:
+                    # No room or no temp dir: read whole files, as without segments.
+                    self.tail_copy_failed = True
+                    raise _FilesMovedError from None
+                temps.append(span.copy)
+            finally:
+                os.close(fd)
+        return span.copy
+
+    def _question(self, run: Callable[[], _T]) -> _T:
+        """``run()`` (once more if the files moved), then delete the tail copies it made."""
+        temps: list[Path] = []
+        self._local.temps = temps
+        try:
+            return _again(run)
+        finally:
+            self._local.temps = None
+            for path in temps:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def _parquet_of(
         self, path: Path, st: os.stat_result, key: tuple[str, int, int, int]
@@ -304,6 +459,10 @@ class Engine:
     def _distrust(self, files: Sequence[_FileSpan]) -> None:
         """A query over these files' Parquet failed: read their JSONL from now on."""
         with self._lock:
+            for f in files:
+                if f.segment is not None and self._segments.get(f.segment) is not None:
+                    self._segments[f.segment] = None
+                    self.parquet_failures += 1
             for checked in self._checked:
                 if (
                     any(f.parquet is not None and checked[0][0] == f.path.name for f in files)
@@ -312,12 +471,18 @@ class Engine:
                     self._checked[checked] = False
                     self.parquet_failures += 1
 
-    def compact(self, limit: int | None = None) -> list[Path]:
-        """Compact the rotated files that have no usable Parquet file yet, newest first.
+    def compact(
+        self, limit: int | None = None, segment_bytes: int = segments.SEGMENT_BYTES
+    ) -> list[Path]:
+        """Write the live file's missing segments, then compact the rotated files, newest first.
 
-        At most ``limit`` files (all when None); the Parquet files written.
-        Only the process that writes the log dir should call this (see
-        :mod:`netlog.store.compact`): it also deletes stale temporaries.
+        The rotated files that have no usable Parquet file yet, at most
+        ``limit`` of them (all when None); the live file's whole lines not
+        yet in a segment, ``segment_bytes`` a segment at least
+        (:mod:`netlog.store.segments`).  The Parquet files written.  Only
+        the process that writes the log dir should call this (see
+        :mod:`netlog.store.compact`): it also deletes stale temporaries and
+        the segments nothing reads any more.
         """
         compact.remove_temporaries(self.log_dir)
         compact.remove_orphans(self.log_dir)
@@ -331,8 +496,13 @@ class Engine:
                 )
                 self._compact_db.execute("SET enable_progress_bar = false")
             cursor = self._compact_db.cursor()
-        written = []
+        written: list[Path] = []
         try:
+            live = self.log_dir / FILE_NAME
+            if not live.is_symlink():
+                # First: the newest records, and a segment costs little.
+                with contextlib.suppress(OSError, duckdb.Error):
+                    written += segments.extend(cursor, live, segment_bytes)
             todo = compact.pending(cursor, rotated_paths(self.log_dir))
             for path in todo[:limit]:
                 try:
@@ -341,6 +511,8 @@ class Engine:
                     continue  # rotated away meanwhile, or unreadable: the JSONL serves
                 if done is not None:
                     written.append(done)
+            with contextlib.suppress(OSError, duckdb.Error):
+                segments.remove_stale(cursor, self.log_dir)  # the next pass tries again
         finally:
             cursor.close()
         return written
@@ -377,11 +549,11 @@ class Engine:
         to the oldest record without skipping or repeating one, even while
         records arrive.
         """
-        return _again(lambda: self._records(q, since, until, limit, before))
+        return self._question(lambda: self._records(q, since, until, limit, before))
 
     def count(self, q: str = "", since: float | None = None, until: float | None = None) -> int:
         """How many records match."""
-        return _again(lambda: self._count(q, since, until))
+        return self._question(lambda: self._count(q, since, until))
 
     def histogram(
         self,
@@ -396,7 +568,7 @@ class Engine:
         ``received``; ``skipped`` counts the lines in the range's files that
         were not JSON records.
         """
-        return _again(lambda: self._histogram(q, since, until, buckets))
+        return self._question(lambda: self._histogram(q, since, until, buckets))
 
     def facets(
         self,
@@ -407,11 +579,11 @@ class Engine:
         top: int = 10,
     ) -> dict[str, Any]:
         """``{"field", "values": [{"value", "count"}], "other"}``; range default: the last hour."""
-        return _again(lambda: self._facets(q, since, until, field, top))
+        return self._question(lambda: self._facets(q, since, until, field, top))
 
     def record(self, record_id: str) -> dict[str, Any] | None:
         """The record with this id, or None."""
-        return _again(lambda: self._record(record_id))
+        return self._question(lambda: self._record(record_id))
 
     def _records(
         self,
@@ -448,14 +620,21 @@ class Engine:
             outer += "AND (r < ? OR (r = ? AND i < ?)) "
             bounds += [after[0], after[0], after[1]]
             files = [f for f in files if not (f.first and f.first > after[0])]
-        for group in _newest_first_groups(files):
-            if not group or len(found) > limit:
+        rest = list(reversed(files))
+        scanned = 0
+        while rest:
+            group = _next_group(rest, len(found), limit + 1, scanned)
+            scanned += sum(f.size for f in group)
+            if _page_is_full(found, limit, group):
                 continue
             branches = self._record_branches(group, terms, low)
             sql = f"SELECT json, r, i, src, pos FROM ({branches[0]}) WHERE TRUE {outer}"
             sql += "ORDER BY r DESC, i DESC LIMIT ?"
-            want = limit + 1 - len(found)
-            found += self._all(sql, [*branches[1], *bounds, want], group)
+            found += self._all(sql, [*branches[1], *bounds, limit + 1], group)
+            # Newest first across groups too: a received time shared across a
+            # boundary (a file's, a segment's) is ordered by id as in one scan.
+            found.sort(key=lambda row: (row[1], row[2]), reverse=True)
+            del found[limit + 1 :]
         page = self._fetch(found[:limit], files)
         records = []
         for text, (_json, received, record_id, _src, _pos) in zip(page, found, strict=False):
@@ -468,12 +647,11 @@ class Engine:
         next_cursor = _encode_cursor(last[1], last[2]) if last is not None else None
         return {"records": records, "next": next_cursor}
 
-    @staticmethod
     def _record_branches(
-        group: Sequence[_FileSpan], terms: list[Any], low: str
+        self, group: Sequence[_FileSpan], terms: list[Any], low: str
     ) -> tuple[str, list[object]]:
         """The page query's two sources: ``json, r, i, src, pos`` from Parquet and JSONL."""
-        parquet, jsonl = _split(group)
+        parquet, jsonl = self._split(group)
         pq_sql = jl_sql = ""
         pq_params: list[object] = []
         jl_params: list[object] = []
@@ -511,14 +689,23 @@ class Engine:
             if text is None and src is not None and pos is not None:
                 wanted.setdefault(src, []).append(pos)
         lines: dict[tuple[str, int], str] = {}
-        for src, positions in wanted.items():
-            span = [f for f in files if f.parquet is not None and str(f.parquet) == src]
-            sql = (
-                "SELECT file_row_number, json FROM read_parquet(?, file_row_number=true) "
-                "WHERE file_row_number = ANY(?::BIGINT[])"
+        # One query for all the files (a page's matches are often in several
+        # segments): one round trip, and DuckDB spreads the branches over its threads.
+        parts: list[tuple[str, list[object]]] = [
+            (
+                (
+                    "SELECT ?::VARCHAR AS src, file_row_number, json "
+                    "FROM read_parquet(?, file_row_number=true) "
+                    "WHERE file_row_number = ANY(?::BIGINT[])"
+                ),
+                [src, src, positions],
             )
-            params: list[object] = [src, positions]
-            for pos, text in self._all(sql, params, span):
+            for src, positions in wanted.items()
+        ]
+        if parts:
+            span = [f for f in files if f.parquet is not None and str(f.parquet) in wanted]
+            union, params = _union(parts)
+            for src, pos, text in self._all(union, params, span):
                 lines[src, int(pos)] = text
         out = []
         for text, _r, _i, src, pos in rows:
@@ -535,7 +722,7 @@ class Engine:
         files = self._in_range(self._files(), low, high)
         if not files:
             return 0
-        parquet, jsonl = _split(files)
+        parquet, jsonl = self._split(files)
         parts = []
         if parquet:
             condition, params = where(terms, columns=True)
@@ -569,7 +756,7 @@ class Engine:
         counts: list[dict[str, int]] = [{} for _ in range(buckets)]
         skipped = 0
         if files:
-            parquet, jsonl = _split(files)
+            parquet, jsonl = self._split(files)
             parts = []
             if parquet:
                 condition, params = where(terms, columns=True)
@@ -646,7 +833,7 @@ class Engine:
         values: list[dict[str, Any]] = []
         other = 0
         if files:
-            parquet, jsonl = _split(files)
+            parquet, jsonl = self._split(files)
             parts = []
             if parquet:
                 column_params: list[object] = []
@@ -714,7 +901,7 @@ class Engine:
 
     def _find_id(self, files: Sequence[_FileSpan], record_id: str) -> Any:
         """``(line, id)`` of the record with this id in ``files``, or None."""
-        parquet, jsonl = _split(files)
+        parquet, jsonl = self._split(files)
         legacy = record_id.startswith("L")
         parts: list[tuple[str, list[object]]] = []
         if parquet:

@@ -25,14 +25,17 @@ the contract; the Parquet file is derived, and deleting it is always safe
   database's ``threads`` and ``memory_limit``; DuckDB streams the COPY, so a
   100 MiB file needs far less than the file's size in memory.
 
-Only the process that writes the log dir compacts (``servers/api.py``, on a
-thread of its own); ``netlog query`` only reads.
+:func:`write` is the one writer of such files: the live file's segments
+(:mod:`netlog.store.segments`) are written by it too.  Only the process
+that writes the log dir compacts (``servers/api.py``, on a thread of its
+own); ``netlog query`` only reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -51,6 +54,7 @@ __all__ = [
     "remove_orphans",
     "remove_temporaries",
     "usable",
+    "write",
 ]
 
 SUFFIX: Final = ".parquet"
@@ -155,27 +159,51 @@ def compact(db: duckdb.DuckDBPyConnection, jsonl: Path) -> Path | None:
         return None
     st = jsonl.stat(follow_symlinks=False)
     target = parquet_path(jsonl)
+    write(db, jsonl, target, _source_key(st), check=lambda: _same_file(jsonl, st))
+    return target
+
+
+def write(
+    db: duckdb.DuckDBPyConnection,
+    source: Path,
+    target: Path,
+    metadata: dict[str, str],
+    *,
+    check: Callable[[], None] | None = None,
+    compression: str = COMPRESSION,
+) -> None:
+    """The Parquet file of the JSONL ``source`` at ``target``: temporary, fsync, check, rename.
+
+    The one way a Parquet file of store lines is written (a rotated file's
+    copy, a live file's segment: :mod:`netlog.store.segments`).  ``metadata``
+    values must be digits or hex (they are spelled into the COPY, which takes
+    no parameter), and ``compression`` one of ours.  Raises ``OSError`` or
+    ``duckdb.Error``; the temporary is removed then.
+    """
+    texts = (*metadata, *metadata.values())
+    if not all(t.isascii() and t.replace("_", "").isalnum() for t in texts):
+        raise ValueError("Parquet metadata must be plain letters and digits")
     temp = target.with_name(f"{target.name}{TEMP_MARK}{os.getpid()}")
-    metadata = ", ".join(f"{k}: '{v}'" for k, v in _source_key(st).items())  # digits only
+    kv = ", ".join(f"\"{k}\": '{v}'" for k, v in metadata.items())
     try:
         db.execute(
             f"COPY ({_SELECT}) TO '{_quoted(temp)}' "
-            f"(FORMAT parquet, COMPRESSION {COMPRESSION}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
-            f"KV_METADATA {{{metadata}}})",
-            [str(jsonl)],
+            f"(FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
+            f"KV_METADATA {{{kv}}})",
+            [str(source)],
         )
         fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _same_file(jsonl, st)
+        if check is not None:
+            check()
         temp.rename(target)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
-    return target
 
 
 def _same_file(jsonl: Path, st: os.stat_result) -> None:

@@ -7,13 +7,16 @@ and facets are compared with a JSONL-only engine reading the same files in
 this process (read-only, as ``netlog query`` reads a served log dir).
 """
 
+import logging
+import logging.handlers
 import time
 
 from test_api import all_pages, get, send_stdlib
 
 from netlog.query.engine import Engine
 from netlog.sinks.encode import format_time
-from netlog.store.compact import TEMP_MARK, parquet_path
+from netlog.store import segments
+from netlog.store.compact import SUFFIX, TEMP_MARK, parquet_path
 from netlog.store.writer import FILE_NAME, rotated_paths
 from netlogproc import wait_for
 
@@ -58,5 +61,74 @@ class TestServedCompaction:
                 status, facets = get(server, "/api/facets", {"q": q, "field": "user", **asked})
                 assert status == 200
                 assert facets == plain.facets(q, field="user", **span)
+        finally:
+            plain.close()
+
+
+def send_large(server, count, start=0):
+    """``count`` records of about 800 bytes each through a real SocketHandler (every 50th "kaputt").
+
+    Not wider: compaction (256 MB) fails on records of about 1.3 KiB (measured).
+    """
+    handler = logging.handlers.SocketHandler(*server.address("log_tcp"))
+    logger = logging.getLogger(f"large.{id(server)}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        for i in range(start, start + count):
+            word = " kaputt" if i % 50 == 0 else ""
+            extra = {"n": i, "user": f"u{i % 3}", "blob": f"{i:08d}" * 60}
+            logger.info("request %d done%s", i, word, extra=extra)
+    finally:
+        handler.close()
+
+
+def live_segments(server):
+    return sorted(server.log_dir.glob(f"{FILE_NAME}{segments.MARK}*{SUFFIX}"))
+
+
+class TestServedSegments:
+    """The serve process compacts the live file in segments; a search reads them, same answers."""
+
+    def test_segments_of_the_live_file_while_records_keep_arriving(self, netlog_factory):
+        server = netlog_factory()  # 100 MiB files: every record stays in the live file
+        live = server.log_dir / FILE_NAME
+        send_large(server, 12500)  # about 9.5 MiB: one 8 MiB segment and a tail
+        wait_for(lambda: live.stat().st_size > segments.SEGMENT_BYTES + (1 << 20), 60, what="9 MiB")
+        status, _ = get(server, "/api/records", {"q": "kaputt", "limit": 5})
+        assert status == 200  # the first query opens the engine and starts compaction
+        wait_for(lambda: live_segments(server), 60, what="a segment of the live file")
+        [segment] = live_segments(server)
+        assert str(live.stat().st_ino) in segment.name
+        assert not list(server.log_dir.glob(f"*{TEMP_MARK}*"))
+        plain = Engine(server.log_dir, use_parquet=False)
+        try:
+            for round_ in range(2):
+                if round_:  # more records after the segment: in the tail
+                    send_large(server, 100, start=12500)
+                    wait_for(
+                        lambda: get(server, "/api/records", {"q": "n>=12599", "limit": 1})[1][
+                            "records"
+                        ],
+                        30,
+                        what="the new records searchable",
+                    )
+                for q in ("kaputt", "user=u1 kaputt", "n>12450", "n<5"):
+                    records, _ = all_pages(server, {"q": q}, 400)
+                    expected = []
+                    before = None
+                    while True:
+                        page = plain.records(q, limit=400, before=before)
+                        expected += page["records"]
+                        before = page["next"]
+                        if before is None:
+                            break
+                    assert records == expected, q
+                    assert records
+                status, facets = get(server, "/api/facets", {"q": "kaputt", "field": "user"})
+                assert status == 200
+                assert facets["values"] == plain.facets("kaputt", field="user")["values"]
+            assert live_segments(server) == [segment]  # still under two segments' worth
         finally:
             plain.close()

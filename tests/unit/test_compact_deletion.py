@@ -2,6 +2,7 @@
 
 from netlog.query.engine import Engine
 from netlog.record import Record
+from netlog.store import segments
 from netlog.store.compact import parquet_path
 from netlog.store.writer import JsonlFileSink, rotated_paths
 
@@ -73,3 +74,26 @@ class TestDeletedTogether:
         for path in before:
             if path.exists():
                 assert path.with_name(path.name.removesuffix(".parquet")).exists()
+
+
+class TestSegmentsOfDeletedFiles:
+    """Segments of a file rotation pruned (before its full copy) go at the next compaction."""
+
+    def test_pruned_with_their_file(self, tmp_path):
+        sink = JsonlFileSink(tmp_path, max_bytes=4000, backups=1)
+        sink.open()
+        for i in range(9):  # about 2.7 KB: below max_bytes, all in the live file
+            sink.write([rec(T0 + i)])
+        sink.flush()
+        engine = Engine(tmp_path)
+        try:
+            made = engine.compact(segment_bytes=600)
+            assert len(made) >= 3
+            assert all(segments.MARK in p.name for p in made)
+            rotate_days(sink, 40, start=T0 + DAY)  # rotates twice: the first file is pruned
+            sink.close()
+            assert all(p.exists() for p in made)  # rotation knows nothing of segments
+            engine.compact(segment_bytes=1 << 30)
+            assert not any(p.exists() for p in made)
+        finally:
+            engine.close()

@@ -1,13 +1,17 @@
-"""Compacted files (Parquet beside rotated JSONL) give the engine the same answers as the JSONL."""
+"""Compacted files (Parquet beside rotated JSONL, segments of the live file) answer as the JSONL."""
 
+import tempfile
+
+import duckdb
 import orjson
 import pytest
 
+from netlog.query import engine as engine_module
 from netlog.query.engine import Engine
 from netlog.record import new_id
 from netlog.sinks.encode import format_time
-from netlog.store import compact
-from netlog.store.writer import backup_name
+from netlog.store import compact, segments
+from netlog.store.writer import backup_name, rotated_paths
 
 T0 = 1_700_000_000.0
 LEVELS = ("debug", "info", "info", "warning", "error", "critical", "INFO", "level 25")
@@ -87,15 +91,32 @@ QUERIES = [
 ]
 
 
+#: Small segments, so the live file of :func:`build` (about 17 KB) has several and a tail.
+SEGMENT = 3000
+
+
 @pytest.fixture
-def engines(tmp_path):
-    """The same store read as JSONL only and with its rotated files compacted."""
-    build(tmp_path)
-    plain = Engine(tmp_path, use_parquet=False)
-    compacted = Engine(tmp_path)
-    written = compacted.compact()
-    assert len(written) == 4
-    yield tmp_path, plain, compacted
+def private_tmp(tmp_path, monkeypatch):
+    """The system temp dir the engine copies ranges into, watched: empty after each question."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+@pytest.fixture
+def engines(tmp_path, private_tmp):
+    """The same store as JSONL only and compacted: rotated files whole, the live one in segments."""
+    store = tmp_path / "store"
+    store.mkdir()
+    build(store)
+    plain = Engine(store, use_parquet=False)
+    compacted = Engine(store)
+    written = compacted.compact(segment_bytes=SEGMENT)
+    assert len([p for p in written if segments.MARK not in p.name]) == 4
+    assert len([p for p in written if segments.MARK in p.name]) >= 4
+    yield store, plain, compacted
+    assert list(private_tmp.iterdir()) == []  # every tail copy deleted
     plain.close()
     compacted.close()
 
@@ -115,9 +136,13 @@ class TestSameAnswers:
     """Every question answered the same with and without the Parquet files."""
 
     def test_the_compacted_engine_reads_parquet(self, engines):
-        _, plain, compacted = engines
-        used = [f.parquet for f in compacted._files()]
-        assert [p is not None for p in used] == [True, True, True, True, False]
+        path, plain, compacted = engines
+        used = compacted._files()
+        pieces = len(list(path.glob("*.seg-*.parquet")))
+        assert [f.parquet is not None for f in used] == [True] * (4 + pieces) + [False]
+        assert [f.segment is not None for f in used[4:-1]] == [True] * pieces
+        live = (path / "records.jsonl").stat().st_size
+        assert 0 < used[-1].tail < live  # the live file's tail, read as JSONL
         assert all(f.parquet is None for f in plain._files())
 
     @pytest.mark.parametrize("q", QUERIES)
@@ -194,7 +219,8 @@ class TestNotUsed:
         target.write_bytes(target.read_bytes()[:500])
         fresh = Engine(path)
         try:
-            assert [f.parquet is None for f in fresh._files()] == [False, False, True, False, True]
+            used = [f.parquet is None for f in fresh._files()]
+            assert used[:4] == [False, False, True, False]
             assert self.answers(fresh) == self.answers(plain)
         finally:
             fresh.close()
@@ -243,3 +269,223 @@ class TestCompaction:
         compacted.compact()
         assert not (path / (backup_name(1) + ".parquet")).exists()
         assert (path / (backup_name(2) + ".parquet")).exists()
+
+
+def answers(engine):
+    """Every question over the whole store: pages of several queries, counts, histogram, facets."""
+    span = {"since": T0 - 10, "until": T0 + 400}
+    out = []
+    for q in ("", "kaboom_timeout", "user=u2", "-kaboom_timeout level>=warning", "has:exc"):
+        out.append(all_pages(engine, q, limit=7))
+        out.append(engine.count(q))
+        out.append(engine.histogram(q, buckets=13, **span))
+        out.append(engine.facets(q, field="user", **span))
+    records = [r for page in all_pages(engine, "", limit=100) for r in page["records"]]
+    out.append([engine.record(r["id"]) for r in records[::7]])
+    return out
+
+
+def read_end(segment):
+    """Where a segment ends, as its metadata says."""
+    with duckdb.connect() as db:
+        found = segments.read(db, segment)
+    assert found is not None
+    return found.end
+
+
+def segment_files(path):
+    return sorted(path.glob("records.jsonl.seg-*.parquet"))
+
+
+class TestSegments:
+    """The live file's segments: used while they match, never half-written, deleted when done."""
+
+    def test_a_first_page_reads_the_tail_and_the_newest_segments_only(self, engines):
+        _, plain, compacted = engines
+        groups = []
+        real = compacted._all
+
+        def spy(sql, params, files):
+            groups.append(list(files))
+            return real(sql, params, files)
+
+        compacted._all = spy
+        page = compacted.records("", limit=3)
+        assert page == plain.records("", limit=3)
+        read = [f for group in groups for f in group if f.parquet is None or f.segment]
+        assert read
+        assert len(read) < len(compacted._files())  # not every source
+        assert all(f.path.name == "records.jsonl" for f in read)  # nor a rotated file
+
+    def test_a_rotated_file_with_segments_and_no_full_copy_yet(self, engines, private_tmp):
+        """Rotation renames the file (same inode): its segments serve until its Parquet copy."""
+        path, plain, _ = engines
+        live = path / "records.jsonl"
+        live.rename(path / backup_name(5))
+        live.write_bytes(b"".join(record_line(i) for i in range(200, 230)))
+        fresh = Engine(path)
+        try:
+            used = fresh._files()
+            assert any(f.segment and f.path.name == backup_name(5) for f in used)
+            assert answers(fresh) == answers(plain)
+            before = segment_files(path)
+            written = fresh.compact(segment_bytes=SEGMENT)
+            assert path / (backup_name(5) + ".parquet") in written
+            after = segment_files(path)
+            assert not set(before) & set(after)  # the rotated file's segments are gone
+            assert all(str(live.stat().st_ino) in p.name for p in after)  # the new live file's
+            assert answers(fresh) == answers(plain)
+        finally:
+            fresh.close()
+        assert list(private_tmp.iterdir()) == []
+
+    def test_segments_of_a_replaced_live_file_are_not_read_and_are_deleted(self, engines):
+        path, plain, compacted = engines
+        live = path / "records.jsonl"
+        old = segment_files(path)
+        live.unlink()
+        # another file (the filesystem may give it the same inode), other bytes
+        live.write_bytes(b"".join(record_line(i) for i in range(500, 530)))
+        assert all(f.segment is None for f in compacted._files())
+        assert answers(compacted) == answers(plain)
+        compacted.compact(segment_bytes=1 << 30)
+        assert not any(p.exists() for p in old)
+
+    def test_a_truncated_live_file_stops_the_chain(self, engines):
+        path, plain, compacted = engines
+        live = path / "records.jsonl"
+        ends = [read_end(p) for p in segment_files(path)]
+        with live.open("r+b") as f:
+            f.truncate(ends[1] - 10)  # within the second segment: only the first is still good
+        used = [f for f in compacted._files() if f.segment]
+        assert len(used) == 1
+        assert answers(compacted) == answers(plain)
+        compacted.compact(segment_bytes=1 << 30)
+        assert len(segment_files(path)) == 1
+
+    def test_rewritten_bytes_under_a_segment_are_noticed(self, engines):
+        """The same inode, the same size, other bytes before a segment's end: not used."""
+        path, plain, _ = engines
+        live = path / "records.jsonl"
+        end = read_end(segment_files(path)[0])
+        data = bytearray(live.read_bytes())
+        data[end - 40 : end - 30] = b"X" * 10
+        with live.open("r+b") as f:
+            f.write(bytes(data))
+        fresh = Engine(path)  # no cache of the earlier checks
+        try:
+            assert not any(f.segment for f in fresh._files())
+            assert answers(fresh) == answers(plain)
+        finally:
+            fresh.close()
+
+    def test_a_half_written_segment_is_never_read_and_is_removed(self, engines):
+        path, plain, _ = engines
+        first = segment_files(path)[0]
+        temp = first.with_name(first.name + compact.TEMP_MARK + "999")
+        temp.write_bytes(first.read_bytes()[:300])
+        for segment in segment_files(path):
+            segment.unlink()
+        fresh = Engine(path)
+        try:
+            assert not any(f.segment for f in fresh._files())
+            assert answers(fresh) == answers(plain)
+            written = fresh.compact(segment_bytes=SEGMENT)
+            assert first in written
+            assert not temp.exists()
+            assert fresh._files()[4].segment
+            assert answers(fresh) == answers(plain)
+        finally:
+            fresh.close()
+
+    def test_a_corrupt_segment_is_distrusted(self, engines):
+        path, plain, _ = engines
+        target = segment_files(path)[-1]
+        with duckdb.connect() as db:
+            chunks = db.execute(
+                "SELECT data_page_offset, total_compressed_size FROM parquet_metadata(?)",
+                [str(target)],
+            ).fetchall()
+        data = bytearray(target.read_bytes())
+        for offset, size in chunks:  # every column's pages; the footer stays readable
+            data[offset : offset + size] = bytes(size)
+        target.write_bytes(bytes(data))
+        fresh = Engine(path)
+        try:
+            assert answers(fresh) == answers(plain)
+            assert fresh.parquet_failures >= 1
+        finally:
+            fresh.close()
+
+    def test_records_arriving_after_the_segments_are_in_the_tail(self, engines):
+        path, plain, compacted = engines
+        with (path / "records.jsonl").open("ab") as f:
+            f.write(b"".join(record_line(i) for i in range(200, 260)))
+            f.write(b'{"torn": ')  # a line being written: read as today (skipped, counted)
+        assert answers(compacted) == answers(plain)
+        more = compacted.compact(segment_bytes=SEGMENT)
+        assert more
+        assert all(segments.MARK in p.name for p in more)
+        assert answers(compacted) == answers(plain)
+
+    def test_segment_names_are_no_store_files(self, engines):
+        """Every reader of the log dir lists store files with rotated_paths: no segment there."""
+        path, _, _ = engines
+        names = [p.name for p in rotated_paths(path)]
+        assert names == [backup_name(n) for n in range(1, 5)] + ["records.jsonl"]
+        assert compact.remove_orphans(path) == 0
+        assert len(segment_files(path)) >= 4
+
+    def test_a_segment_of_another_inode_is_not_read(self, engines):
+        """A file renamed over the live file (another inode): the old segments name the old one."""
+        path, plain, compacted = engines
+        live = path / "records.jsonl"
+        copy = path / "copy"
+        copy.write_bytes(live.read_bytes())
+        copy.replace(live)
+        assert not any(f.segment for f in compacted._files())
+        assert answers(compacted) == answers(plain)
+
+    def test_no_temp_dir_means_whole_files(self, engines, monkeypatch):
+        """A tail that cannot be copied (temp dir gone or full): the JSONL answers, as before."""
+        path, plain, _ = engines
+        monkeypatch.setattr(tempfile, "tempdir", str(path / "no such dir"))
+        fresh = Engine(path)
+        try:
+            assert answers(fresh) == answers(plain)
+            assert fresh.tail_copy_failed
+            assert not any(f.segment for f in fresh._files())
+        finally:
+            fresh.close()
+
+    def test_a_long_uncovered_tail_means_the_whole_file(self, engines, monkeypatch):
+        _, plain, compacted = engines
+        monkeypatch.setattr(engine_module, "_MAX_TAIL", 0)  # the fixture's tail is longer
+        assert not any(f.segment for f in compacted._files())
+        assert answers(compacted) == answers(plain)
+
+
+@pytest.mark.usefixtures("private_tmp")
+def test_a_received_time_shared_across_segments_pages_as_one_scan(tmp_path):
+    """Records with one received time in several segments: ordered by id, none lost or repeated."""
+    lines = []
+    for i in range(90):
+        obj = {"received": format_time(T0 + i // 30), "message": f"m {i}", "id": new_id(T0 + i)}
+        lines.append(orjson.dumps(obj) + b"\n")
+    # In receive order, as stored; within a time, ids against file order (another receiver thread)
+    lines.sort(key=lambda line: orjson.loads(line)["id"], reverse=True)
+    lines.sort(key=lambda line: orjson.loads(line)["received"])
+    (tmp_path / "records.jsonl").write_bytes(b"".join(lines))
+    plain = Engine(tmp_path, use_parquet=False)
+    segmented = Engine(tmp_path)
+    try:
+        assert len(segmented.compact(segment_bytes=1000)) >= 5
+        assert sum(1 for f in segmented._files() if f.segment) >= 5
+        for limit in (1, 7, 40):
+            pages = all_pages(segmented, "", limit=limit)
+            assert pages == all_pages(plain, "", limit=limit)
+            ids = [r["id"] for page in pages for r in page["records"]]
+            assert sorted(ids) == sorted(orjson.loads(line)["id"] for line in lines)
+    finally:
+        plain.close()
+        segmented.close()
