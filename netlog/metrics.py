@@ -121,6 +121,8 @@ class Metrics:
         self.guard: GuardCounts | None = None
         self.forward: Callable[[], dict[str, Any]] | None = None
         """The forwarder's status (its status file and the runner's counts), when forwarding."""
+        self.compaction: Callable[[], tuple[int, int]] | None = None
+        """Parquet files the history search's compaction wrote, and its failures."""
         self.workers: Callable[[], dict[str, dict[str, int]]] | None = None
         """Per worker process (``--workers``): ``records``, ``restarts``, ``lost``."""
         self.draining = False
@@ -192,6 +194,18 @@ class _Collector(Collector):
         yield from self._parts(m)
         if m.forward is not None:
             yield from _forward(m.forward())
+        if m.compaction is not None:
+            written, failed = m.compaction()
+            yield _single(
+                "netlog_compacted_files",
+                "Parquet files written for the history search (rotated files, live-file segments).",
+                written,
+            )
+            yield _single(
+                "netlog_compaction_failures",
+                "Compactions that failed (the JSONL is read instead; tried again later).",
+                failed,
+            )
         if m.workers is not None:
             yield from _workers(m.workers())
         yield _single(

@@ -171,6 +171,12 @@ class QueryApi:
         self.compaction_failures = 0
         """Compaction passes that ended in an unexpected error."""
 
+    def compaction_counts(self) -> tuple[int, int]:
+        """Parquet files written and compactions that failed (passes and files), for /metrics."""
+        engine = self._engine
+        failed = self.compaction_failures + (engine.compact_failures if engine is not None else 0)
+        return self.compacted, failed
+
     @property
     def busy(self) -> int:
         """Queries running or waiting for a thread."""

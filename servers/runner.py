@@ -301,6 +301,8 @@ class Runner:
             self.metrics.files = self.files
             self.metrics.responder = self.responder
             self.metrics.feed = self.feed
+            api = QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush)
+            self.metrics.compaction = api.compaction_counts
             self.http = HttpServer(
                 (s.host, s.http_port),
                 self.pipeline,
@@ -311,7 +313,7 @@ class Runner:
                 max_connections=s.max_connections,
                 max_frame=s.max_frame,
                 max_line=s.max_line,
-                api=QueryApi(partial(open_engine, s.log_dir), self.pipeline.files.flush),
+                api=api,
                 otlp_max_body=s.otlp_max_body,
                 guard=self.guard,
                 tls=self.tls,

@@ -297,6 +297,8 @@ class Engine:
         self._checked: dict[tuple[tuple[str, int, int, int], int, int, int], bool] = {}
         self.parquet_failures = 0
         """Parquet files a query could not read (each then read as JSONL), in total."""
+        self.compact_failures = 0
+        """Rotated files a compaction pass could not compact (the JSONL then serves), in total."""
         self._lock = threading.Lock()
         self.skipped = 0
         """Lines found not to be JSON records by the scans that count them, in total."""
@@ -507,8 +509,14 @@ class Engine:
             for path in todo[:limit]:
                 try:
                     done = compact.compact(cursor, path)
+                except FileNotFoundError:
+                    continue  # rotated away meanwhile
                 except (OSError, duckdb.Error):
-                    continue  # rotated away meanwhile, or unreadable: the JSONL serves
+                    # Unreadable, no room, out of memory: the JSONL serves; counted
+                    # (``netlog_compaction_failures_total``), tried again next pass.
+                    with self._lock:
+                        self.compact_failures += 1
+                    continue
                 if done is not None:
                     written.append(done)
             with contextlib.suppress(OSError, duckdb.Error):

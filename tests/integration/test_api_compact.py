@@ -12,6 +12,7 @@ import logging.handlers
 import time
 
 from test_api import all_pages, get, send_stdlib
+from test_http import metric, metric_values
 
 from netlog.query.engine import Engine
 from netlog.sinks.encode import format_time
@@ -38,6 +39,9 @@ class TestServedCompaction:
             lambda: all(parquet_path(p).exists() for p in files), 30, what="every file compacted"
         )
         assert not list(server.log_dir.glob(f"*{TEMP_MARK}*"))
+        values = metric_values(server)
+        assert metric(values, "netlog_compacted_files_total") >= len(files)
+        assert metric(values, "netlog_compaction_failures_total") == 0
         now = float(round(time.time()))  # whole seconds: the same float through RFC 3339
         span = {"since": now - 3600, "until": now + 60}
         asked = {name: format_time(value) for name, value in span.items()}
@@ -66,10 +70,7 @@ class TestServedCompaction:
 
 
 def send_large(server, count, start=0):
-    """``count`` records of about 800 bytes each through a real SocketHandler (every 50th "kaputt").
-
-    Not wider: compaction (256 MB) fails on records of about 1.3 KiB (measured).
-    """
+    """``count`` records of about 800 bytes through a real SocketHandler (every 50th "kaputt")."""
     handler = logging.handlers.SocketHandler(*server.address("log_tcp"))
     logger = logging.getLogger(f"large.{id(server)}")
     logger.handlers[:] = [handler]

@@ -301,6 +301,21 @@ class TestCompaction:
         finally:
             engine.close()
 
+    def test_a_failed_compaction_is_counted_and_the_jsonl_answers(self, engines, monkeypatch):
+        """Out of memory (a 4 MB cap): nothing written, counted, the same answers."""
+        path, plain, _ = engines
+        for parquet in path.glob("*.parquet"):
+            parquet.unlink()
+        monkeypatch.setattr(engine_module, "COMPACT_MEMORY", "4MB")
+        engine = Engine(path)
+        try:
+            assert engine.compact(segment_bytes=1 << 40) == []
+            assert engine.compact_failures == 4  # the four rotated files
+            assert not list(path.glob("*.parquet"))
+            assert answers(engine) == answers(plain)
+        finally:
+            engine.close()
+
 
 def answers(engine):
     """Every question over the whole store: pages of several queries, counts, histogram, facets."""
