@@ -284,7 +284,11 @@ class TestMetrics:
         def settled():
             values = metric_values(server)
             done = metric(values, "netlog_bad_frames_total", reason="bad_frame") == 1
-            return values if done and metric(values, "netlog_records_written_total") == 11 else None
+            # With workers the writer writes on each hand-over, so the 11 can be
+            # on disk before the first timed flush (every --flush-interval).
+            flushed = metric(values, "netlog_flush_seconds_count") > 0
+            written = metric(values, "netlog_records_written_total") == 11
+            return values if done and flushed and written else None
 
         values = wait_for(settled, 10, what="metrics to settle")
         assert metric(values, "netlog_records_received_total", format="pickle") == 5
