@@ -58,6 +58,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -298,7 +299,8 @@ class Engine:
         self.parquet_failures = 0
         """Parquet files a query could not read (each then read as JSONL), in total."""
         self.compact_failures = 0
-        """Rotated files a compaction pass could not compact (the JSONL then serves), in total."""
+        """Files (rotated, or the live file's segments) a compaction pass could not
+        compact (the JSONL then serves), in total."""
         self._lock = threading.Lock()
         self.skipped = 0
         """Lines found not to be JSON records by the scans that count them, in total."""
@@ -503,27 +505,35 @@ class Engine:
             live = self.log_dir / FILE_NAME
             if not live.is_symlink():
                 # First: the newest records, and a segment costs little.
-                with contextlib.suppress(OSError, duckdb.Error):
-                    written += segments.extend(cursor, live, segment_bytes)
-            todo = compact.pending(cursor, rotated_paths(self.log_dir))
-            for path in todo[:limit]:
-                try:
-                    done = compact.compact(cursor, path)
-                except FileNotFoundError:
-                    continue  # rotated away meanwhile
-                except (OSError, duckdb.Error):
-                    # Unreadable, no room, out of memory: the JSONL serves; counted
-                    # (``netlog_compaction_failures_total``), tried again next pass.
-                    with self._lock:
-                        self.compact_failures += 1
-                    continue
-                if done is not None:
-                    written.append(done)
+                written += self._attempt(lambda: segments.extend(cursor, live, segment_bytes))
+
+            def rotated(path: Path) -> list[Path]:
+                done = compact.compact(cursor, path)
+                return [done] if done is not None else []
+
+            for path in compact.pending(cursor, rotated_paths(self.log_dir))[:limit]:
+                written += self._attempt(partial(rotated, path))
             with contextlib.suppress(OSError, duckdb.Error):
                 segments.remove_stale(cursor, self.log_dir)  # the next pass tries again
         finally:
             cursor.close()
         return written
+
+    def _attempt(self, job: Callable[[], list[Path]]) -> list[Path]:
+        """``job()``'s Parquet files; a failure is counted and the JSONL serves.
+
+        Unreadable, no room, out of memory: counted
+        (``netlog_compaction_failures_total``) and tried again next pass; a
+        file rotated away meanwhile is no failure.
+        """
+        try:
+            return job()
+        except FileNotFoundError:
+            return []
+        except (OSError, duckdb.Error):
+            with self._lock:
+                self.compact_failures += 1
+            return []
 
     @staticmethod
     def _in_range(files: Sequence[_FileSpan], low: str, high: str) -> list[_FileSpan]:

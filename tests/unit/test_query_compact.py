@@ -313,6 +313,11 @@ class TestCompaction:
             assert engine.compact_failures == 4  # the four rotated files
             assert not list(path.glob("*.parquet"))
             assert answers(engine) == answers(plain)
+            # The live file's segment fails the same way, and is counted too.
+            assert engine.compact(limit=0, segment_bytes=1024) == []
+            assert engine.compact_failures == 5
+            assert not list(path.glob("*.parquet"))
+            assert answers(engine) == answers(plain)
         finally:
             engine.close()
 
