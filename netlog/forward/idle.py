@@ -23,17 +23,11 @@ __all__ = ["NICENESS", "make_idle"]
 NICENESS: Final = 10
 
 
-def make_idle(pid: int = 0) -> str:
-    """Put process ``pid`` (0: this one) under ``SCHED_IDLE``; the policy taken.
-
-    ``"idle"``, else ``"nice"`` (this process only: nice +10) or ``"none"``.
-    """
+def make_idle(pid: int = 0) -> None:
+    """Put process ``pid`` (0: this one) under ``SCHED_IDLE``; else this one at nice +10."""
     try:
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         if pid == 0:
             with contextlib.suppress(OSError):
                 os.nice(NICENESS)
-                return "nice"
-        return "none"
-    return "idle"
