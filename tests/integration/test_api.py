@@ -9,6 +9,7 @@ message, and the hub staying free (``/health``, ingest) while heavy queries
 run and a client refuses to read.
 """
 
+import contextlib
 import http.client
 import json
 import logging
@@ -38,14 +39,23 @@ def post_json(server, *objects):
         conn.close()
 
 
-def send_stdlib(server, count, name="shop.api", start=0):
-    """``count`` records through a real SocketHandler: every tenth an error with a traceback."""
+@contextlib.contextmanager
+def socket_logger(server, name):
+    """A stdlib logger of its own sending to ``server`` through a real SocketHandler."""
     handler = logging.handlers.SocketHandler(*server.address("log_tcp"))
     logger = logging.getLogger(f"{name}.{id(server)}")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     try:
+        yield logger
+    finally:
+        handler.close()
+
+
+def send_stdlib(server, count, name="shop.api", start=0):
+    """``count`` records through a real SocketHandler: every tenth an error with a traceback."""
+    with socket_logger(server, name) as logger:
         for i in range(start, start + count):
             if i % 10 == 0:
                 try:
@@ -54,8 +64,6 @@ def send_stdlib(server, count, name="shop.api", start=0):
                     logger.exception("request %d failed", i, extra={"status": 500, "n": i})
             else:
                 logger.info("request %d ok", i, extra={"status": 200, "user": f"u{i % 3}", "n": i})
-    finally:
-        handler.close()
 
 
 def all_pages(server, params, limit):

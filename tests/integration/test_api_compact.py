@@ -7,11 +7,9 @@ and facets are compared with a JSONL-only engine reading the same files in
 this process (read-only, as ``netlog query`` reads a served log dir).
 """
 
-import logging
-import logging.handlers
 import time
 
-from test_api import all_pages, get, send_stdlib
+from test_api import all_pages, get, send_stdlib, socket_logger
 from test_http import metric, metric_values
 
 from netlog.query.engine import Engine
@@ -49,15 +47,7 @@ class TestServedCompaction:
         try:
             for q in ("", "kaputt", "level>=error", "user=u1", "n>100 -kaputt"):
                 records, _ = all_pages(server, {"q": q}, 7)
-                expected = []
-                before = None
-                while True:
-                    page = plain.records(q, limit=7, before=before)
-                    expected += page["records"]
-                    before = page["next"]
-                    if before is None:
-                        break
-                assert records == expected, q
+                assert records == engine_pages(plain, q, 7), q
                 assert len(records) > 0
                 status, histogram = get(server, "/api/histogram", {"q": q, "buckets": 7, **asked})
                 assert status == 200
@@ -71,18 +61,22 @@ class TestServedCompaction:
 
 def send_large(server, count, start=0):
     """``count`` records of about 800 bytes through a real SocketHandler (every 50th "kaputt")."""
-    handler = logging.handlers.SocketHandler(*server.address("log_tcp"))
-    logger = logging.getLogger(f"large.{id(server)}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
+    with socket_logger(server, "large") as logger:
         for i in range(start, start + count):
             word = " kaputt" if i % 50 == 0 else ""
             extra = {"n": i, "user": f"u{i % 3}", "blob": f"{i:08d}" * 60}
             logger.info("request %d done%s", i, word, extra=extra)
-    finally:
-        handler.close()
+
+
+def engine_pages(engine, q, limit):
+    """Every page of ``q`` from an engine in the test process, newest to oldest: its records."""
+    records, before = [], None
+    while True:
+        page = engine.records(q, limit=limit, before=before)
+        records += page["records"]
+        before = page["next"]
+        if before is None:
+            return records
 
 
 def live_segments(server):
@@ -117,15 +111,7 @@ class TestServedSegments:
                     )
                 for q in ("kaputt", "user=u1 kaputt", "n>12450", "n<5"):
                     records, _ = all_pages(server, {"q": q}, 400)
-                    expected = []
-                    before = None
-                    while True:
-                        page = plain.records(q, limit=400, before=before)
-                        expected += page["records"]
-                        before = page["next"]
-                        if before is None:
-                            break
-                    assert records == expected, q
+                    assert records == engine_pages(plain, q, 400), q
                     assert records
                 status, facets = get(server, "/api/facets", {"q": "kaputt", "field": "user"})
                 assert status == 200
