@@ -143,6 +143,24 @@ class TestRecords:
         post_json(server, {"event": "just now", "level": "error"})
         assert get(server, "/api/records", {"q": "just"})[1]["records"][0]["message"] == "just now"
 
+    def test_stored_lines_that_are_not_records_are_skipped_and_counted(self, netlog_factory):
+        """JSON that is not an object, and text, in the store: skipped and counted, never a 500."""
+        server = netlog_factory()
+        post_json(server, {"event": "before"}, {"event": "before too"})
+        server.wait_records(2)
+        with (server.log_dir / "records.jsonl").open("ab") as store:  # no traffic meanwhile
+            store.write(b'[1, 2, 3]\n"just a string"\n42\nnot json at all\n')
+        post_json(server, {"event": "after"})
+        wait_for(lambda: len(get(server, "/api/records", {})[1]["records"]) == 3, 10, what="3")
+        for q in ("", "-before", "after"):
+            status, page = get(server, "/api/records", {"q": q})
+            assert status == 200, page
+        assert [r["message"] for r in page["records"]] == ["after"]
+        status, histogram = get(server, "/api/histogram", {})
+        assert status == 200
+        assert histogram["skipped"] == 4
+        assert sum(sum(b["counts"].values()) for b in histogram["buckets"]) == 3
+
 
 class TestHistogramAndFacets:
     """Counts over the range agree with the records."""
