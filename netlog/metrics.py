@@ -322,12 +322,22 @@ def _workers(counts: dict[str, dict[str, int]]) -> Iterator[Metric]:
         ("records", "netlog_worker_records", "Records a worker handed to the writer."),
         ("restarts", "netlog_worker_restarts", "Times a worker died and was started again."),
         ("lost", "netlog_worker_lost_records", "Records a worker had decoded when it died."),
+        (
+            "handed",
+            "netlog_worker_connections_handed",
+            "Connections a worker accepted and passed to a less-loaded one.",
+        ),
     )
     for key, name, text in families:
         family = CounterMetricFamily(name, text, labels=["worker"])
         for worker, values in sorted(counts.items(), key=lambda item: int(item[0])):
             family.add_metric([worker], values.get(key, 0))
         yield family
+    yield _single(
+        "netlog_connections_handed",
+        "Connections passed at accept from one worker to a less-loaded one, all workers.",
+        sum(values.get("handed", 0) for values in counts.values()),
+    )
 
 
 def _forward(status: dict[str, Any]) -> Iterator[Metric]:

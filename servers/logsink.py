@@ -33,7 +33,7 @@ import struct
 import termios
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 from gevent.pool import Pool
@@ -97,6 +97,23 @@ FINAL_DECODE_LIMIT = 60.0
 #: held ``--max-connections`` x ``--max-line`` (1,000 x 1 MiB took RSS to
 #: 1,146 MiB).
 UNFINISHED_RECORDS = 64
+
+
+class AcceptHook(Protocol):
+    """What ``--workers N`` sets on a log listener to balance connections (servers/balance.py)."""
+
+    def pass_on(self, server: LogStreamServer, sock: Any, address: Any) -> bool:
+        """Pass a connection just accepted to another worker; whether it was passed."""
+
+    def taken(self) -> None:
+        """A connection is served here from now on."""
+
+    def released(self) -> None:
+        """A connection served here has ended."""
+
+
+#: Connections passed on per call of the accept hook before gevent's loop runs again.
+PASSES_PER_READ = 64
 
 
 class _Connection:
@@ -223,6 +240,8 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         # gevent asks full() before each accept and stops accepting while it
         # says so: new connections then wait in the kernel's queue, silently.
         self._pool_watch = FullPoolWatch(self, self._connection_waits)
+        self.balancer: AcceptHook | None = None
+        """Set by a ``--workers`` process: may pass accepted connections to another worker."""
 
     def _connection_waits(self) -> None:
         """A connection arrived while every slot is taken: make room, or count it and say so."""
@@ -277,6 +296,54 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
         super().init_socket()
         with contextlib.suppress(OSError):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+    def do_read(self) -> Any:
+        """Accept one connection, first passing on those another worker should take.
+
+        With a balancer (``--workers N``), a connection is passed right after
+        its accept, before any byte of it is read; never while draining.
+        """
+        args = super().do_read()
+        balancer = self.balancer
+        if balancer is None or self.draining:
+            return args
+        for _ in range(PASSES_PER_READ):
+            if not args or not balancer.pass_on(self, *args):
+                return args
+            args = super().do_read()
+        return args
+
+    def do_handle(self, *args: Any) -> None:
+        """Serve an accepted connection (gevent's), counted for the balancer."""
+        balancer = self.balancer
+        if balancer is not None:
+            balancer.taken()
+        super().do_handle(*args)
+
+    def take_handed(self, sock: Any, address: Any) -> None:
+        """Serve a connection another worker accepted and passed here, as if accepted here.
+
+        The same pool (``--max-connections``: waits for a slot when full), the
+        same handler (TLS handshake, drain), and the socket closed when it
+        returns; also after the listener closed, so a connection passed just
+        before the drain is drained here.
+        """
+        balancer = self.balancer
+        if balancer is not None:
+            balancer.taken()
+        try:
+            self.pool.spawn(self._handle_and_close, sock, address)
+        except BaseException:
+            sock.close()
+            if balancer is not None:
+                balancer.released()
+            raise
+
+    def _handle_and_close(self, sock: Any, address: Any) -> None:
+        try:
+            self.handle(sock, address)
+        finally:
+            sock.close()
 
     def handle(self, sock: Any, address: Any) -> None:
         """Decode one connection until EOF, a fatal decode error, or shutdown.
@@ -335,6 +402,8 @@ class LogStreamServer(StreamServer):  # type: ignore[misc]
             self._unproven.pop(me, None)
             self.unfinished -= connection.held
             self.stats.connections_open[self.name] -= 1
+            if self.balancer is not None:
+                self.balancer.released()
             self._account(decoder, peer)
 
     def _open(self, sock: Any) -> Any:

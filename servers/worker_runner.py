@@ -39,6 +39,7 @@ from netlog.settings import Settings
 from netlog.sinks.console import ConsoleSink
 from netlog.sinks.handover import ACK, CONFIG, DONE, HELLO, STATS, ack_pending, frame
 from netlog.sinks.pipeline import Pipeline
+from servers.balance import Balancer
 from servers.handover import Channel, ChannelSink
 from servers.runner import Runner, StartupError
 
@@ -91,11 +92,14 @@ class WorkerRunner(Runner):
         ports: dict[str, int],
         stderr: TextIO | None,
         early_signals: list[int],
+        balancer: Balancer | None = None,
     ) -> None:
         super().__init__(settings, stderr=stderr, early_signals=early_signals)
         self.report = WorkerReporter(stderr, index)
         self.channel = channel
         self.index = index
+        self.balancer = balancer
+        """Passes accepted stream connections to a less-loaded worker, takes theirs."""
         self.ports = ports
         """The port each listener binds, by name (empty for the first worker: as configured)."""
         self.sink: ChannelSink | None = None
@@ -133,6 +137,8 @@ class WorkerRunner(Runner):
         super()._bind(name, what, server, port)
 
     def _ready(self, ports: dict[str, int]) -> None:
+        if self.balancer is not None:
+            self.balancer.start(self.log_streams)
         self.channel.send(frame(HELLO, orjson.dumps({"ports": ports, "pid": os.getpid()})))
         gevent.spawn(self._report_forever)
 
@@ -167,6 +173,21 @@ class WorkerRunner(Runner):
             except OSError:
                 return
 
+    def _drain_listeners(self, deadline: float) -> None:
+        """The runner's drain, plus the connections other workers passed here meanwhile.
+
+        This worker stops passing and being given connections first; those
+        already queued for it are taken while it drains, and once more, without
+        waiting, at its end (the writer passes on any that arrive later still).
+        """
+        balancer = self.balancer
+        if balancer is not None:
+            balancer.start_drain()
+        super()._drain_listeners(deadline)
+        if balancer is not None and balancer.finish():
+            for stream in self.log_streams:
+                stream.finish_drain(deadline)
+
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.settings.grace
         self._drain_listeners(deadline)
@@ -189,6 +210,7 @@ def worker_main(fd: int, early_signals: list[int]) -> int:
             break
     else:
         return 1
+    balance = config.get("balance")
     runner = WorkerRunner(
         config["settings"],
         channel,
@@ -196,6 +218,7 @@ def worker_main(fd: int, early_signals: list[int]) -> int:
         ports=config["ports"],
         stderr=sys.stderr,
         early_signals=early_signals,
+        balancer=Balancer(balance, config["index"] - 1) if balance is not None else None,
     )
     return runner.run()
 

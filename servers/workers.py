@@ -56,6 +56,7 @@ from netlog.sinks.handover import (
 )
 from netlog.stats import Stats
 from netlog.store.records import record_from_json
+from servers.balance import Exchange
 from servers.handover import Channel
 from servers.logsink import FINAL_DECODE_LIMIT
 from servers.runner import Runner, StartupError
@@ -149,6 +150,8 @@ class Supervisor(Runner):
         self.started = False
         self._wake = gevent.event.Event()
         self.totals.readers.append(self.add_up)
+        self.exchange: Exchange | None = None
+        """The shared counts and queues that pass connections between workers."""
 
     # -- start-up -----------------------------------------------------------
 
@@ -165,6 +168,8 @@ class Supervisor(Runner):
             self._open_sinks()
         if self.metrics is not None:
             self.metrics.stats = self.totals
+        if self.settings.workers > 1:
+            self.exchange = Exchange(self.settings.workers)
         first = self.slots[0]
         self._start_slots([first], {})
         ports = first.ports
@@ -209,10 +214,12 @@ class Supervisor(Runner):
     def _launch(self, slot: WorkerSlot, ports: dict[str, int]) -> None:
         """Start one worker process on a fresh socketpair and send it its settings."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        exchange = self.exchange
+        balance = exchange.pass_fds(slot.index - 1) if exchange is not None else ()
         try:
             slot.process = gevent.subprocess.Popen(
                 [sys.executable, "-m", "servers.worker", str(theirs.fileno()), str(slot.index)],
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), *balance),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
@@ -225,6 +232,8 @@ class Supervisor(Runner):
             gevent.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=mine.detach())
         )
         config = {"settings": self._worker_settings(), "index": slot.index, "ports": ports}
+        if exchange is not None:
+            config["balance"] = exchange.config(slot.index - 1)
         channel.send(frame(CONFIG, pickle.dumps(config)))
 
     def _keep_running(self, slot: WorkerSlot, ports: dict[str, int]) -> None:
@@ -243,6 +252,8 @@ class Supervisor(Runner):
                     self._take_from(slot)
                     code = slot.process.wait()
                     status = f"exited with status {code}"
+                if self.exchange is not None:
+                    self.exchange.worker_exited(slot.index - 1)
                 lost = self._retire(slot)
                 if self.stopping or not self.started:
                     if lost is not None:
@@ -366,7 +377,12 @@ class Supervisor(Runner):
     def worker_counts(self) -> dict[str, dict[str, int]]:
         """Per worker: records handed over, restarts, records lost (``/metrics``)."""
         return {
-            str(slot.index): {"records": slot.records, "restarts": slot.restarts, "lost": slot.lost}
+            str(slot.index): {
+                "records": slot.records,
+                "restarts": slot.restarts,
+                "lost": slot.lost,
+                "handed": self.exchange.handed(slot.index - 1) if self.exchange is not None else 0,
+            }
             for slot in self.slots
         }
 
@@ -414,7 +430,28 @@ class Supervisor(Runner):
         line += f"; records by worker: {', '.join(parts)}"
         if restarts:
             line += f" ({restarts} restarts)"
+        line += self._exchange_notes()
         self.report.write(line)
+
+    def _exchange_notes(self) -> str:
+        """Connections passed between workers, and any still queued at exit (closed now)."""
+        exchange, self.exchange = self.exchange, None
+        if exchange is None:
+            return ""
+        handed = [exchange.handed(slot.index - 1) for slot in self.slots]
+        left = exchange.close()
+        note = ""
+        if any(handed):
+            parts = ", ".join(
+                f"{slot.index}: {n}" for slot, n in zip(self.slots, handed, strict=True)
+            )
+            note += f"; connections passed at accept by worker: {parts}"
+        if left:
+            note += (
+                f"; {left} connections passed to a worker that had exited were still queued "
+                "at exit: closed unread"
+            )
+        return note
 
 
 def serve_with_workers(

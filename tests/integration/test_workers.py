@@ -8,14 +8,18 @@ other integration tests, run with ``--workers 2`` too (conftest.py's
 import http.client
 import json
 import os
+import re
 import signal
 import socket
+import ssl
+import struct
 import time
 from pathlib import Path
 
 import pytest
 from reliability_kit import record_figure
 from test_http import metric, metric_values, read_events
+from tlscerts import make_pki
 
 from netlogproc import HOST, start, wait_for
 
@@ -335,3 +339,182 @@ class TestNoReuseport:
         wait_for(lambda: len(server.records()) == 2, 10, what="both records on disk")
         assert server.stop() == 0
         assert sorted(r["message"] for r in server.records()) == ["one", "two"]
+
+
+#: Where the source ports the balance tests bind come from: below the
+#: ephemeral range (32768 and up), so no connection made meanwhile takes one.
+PROBE_PORTS = range(20000 + (os.getpid() % 200) * 50, 20000 + (os.getpid() % 200) * 50 + 600)
+SPLIT = re.compile(r"records by worker: 1: (\d+), 2: (\d+)")
+PASSED = re.compile(r"connections passed at accept by worker: 1: (\d+), 2: (\d+)")
+
+
+def bound_client(port: int, address: tuple[str, int]) -> socket.socket:
+    """A connection to ``address`` from the source port ``port``."""
+    client = socket.socket()
+    client.settimeout(TIMEOUT)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        client.bind((HOST, port))
+        client.connect(address)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def reset(client: socket.socket) -> None:
+    """Close with a reset: the source port is free again at once (no TIME_WAIT)."""
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+
+
+def socket_counts(server) -> dict[int, int]:
+    return {index: len(socket_inodes(pid)) for index, pid in server.worker_pids().items()}
+
+
+def ports_hashed_to(server, listener: str, index: int, count: int) -> list[int]:
+    """``count`` source ports the kernel's SO_REUSEPORT hash gives to worker ``index``.
+
+    Found one connection at a time, each reset and gone from the worker
+    before the next: with no other connection open, nothing is passed on,
+    so who serves a probe is who the kernel chose, and will choose again
+    for the same addresses.
+    """
+    idle = socket_counts(server)
+    ports: list[int] = []
+    for port in PROBE_PORTS:
+        if len(ports) == count:
+            return ports
+        try:
+            client = bound_client(port, server.address(listener))
+        except OSError:
+            continue  # taken by someone else
+        served = wait_for(lambda c=client: owner(server, c), what="the probe accepted")
+        reset(client)
+        wait_for(lambda: socket_counts(server) == idle, what="the probe closed by its worker")
+        if served == index:
+            ports.append(port)
+    raise AssertionError(f"only {len(ports)} of {len(PROBE_PORTS)} ports go to worker {index}")
+
+
+class TestBalance:
+    """Connections the kernel gives one worker are passed at accept to the less-loaded one."""
+
+    @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+    def test_eight_connections_hashed_to_one_worker_split_evenly(
+        self, netlog_factory, tmp_path, tls
+    ):
+        pki = make_pki(tmp_path / "pki") if tls else None
+        extra = (
+            ()
+            if pki is None
+            else (
+                "--log-tls-port",
+                "0",
+                "--tls-cert",
+                str(pki.server_cert),
+                "--tls-key",
+                str(pki.server_key),
+            )
+        )
+        listener = "log_tls" if tls else "log_tcp"
+        server = netlog_factory("--workers", "2", *extra)
+        ports = ports_hashed_to(server, listener, 1, 8)
+        # All 8 open at once: without balancing, worker 1 would serve all of them.
+        clients = [bound_client(port, server.address(listener)) for port in ports]
+        if pki is not None:
+            context = ssl.create_default_context(cafile=pki.ca)
+            clients = [context.wrap_socket(c, server_hostname="localhost") for c in clients]
+        per_connection = 300
+        for n, client in enumerate(clients):
+            client.sendall(
+                b"".join(b'{"event": "c%d r%d"}\n' % (n, r) for r in range(per_connection))
+            )
+        total = per_connection * len(clients)
+        records = server.wait_records(total)
+        for client in clients:
+            client.close()
+        assert server.stop() == 0
+        messages = [r["message"] for r in records]
+        assert sorted(messages) == sorted(
+            f"c{n} r{r}" for n in range(len(clients)) for r in range(per_connection)
+        )
+        assert len({r["id"] for r in records}) == total
+        summary = server.stderr().strip().splitlines()[-1]
+        assert f"{total} records written, 0 dropped" in summary
+        split = SPLIT.search(summary)
+        passed = PASSED.search(summary)
+        assert split is not None
+        one, two = map(int, split.groups())
+        assert abs(one - two) <= per_connection, summary  # within one connection
+        assert passed is not None, summary
+        assert int(passed.group(1)) >= 3, summary
+        record_figure(f"workers: 8 connections hashed to one worker ({listener})", split=[one, two])
+
+    def test_metrics_count_connections_passed(self, netlog_factory):
+        server = netlog_factory("--workers", "2")
+        ports = ports_hashed_to(server, "log_tcp", 2, 4)
+        clients = [bound_client(port, server.address("log_tcp")) for port in ports]
+        for client in clients:
+            wait_for(lambda c=client: owner(server, c), what="the connection accepted")
+        values = metric_values(server)
+        assert metric(values, "netlog_worker_connections_handed_total", worker="2") == 2
+        assert metric(values, "netlog_worker_connections_handed_total", worker="1") == 0
+        assert metric(values, "netlog_connections_handed_total") == 2
+        served = [owner(server, c) for c in clients]
+        assert sorted(served) == [1, 1, 2, 2]
+        for client in clients:
+            client.close()
+        assert server.stop() == 0
+
+    def test_connections_queued_for_a_worker_killed_are_served_by_the_other(self, netlog_factory):
+        """kill -9 of the worker connections were passed to, before it took them: none lost."""
+        server = netlog_factory("--workers", "2")
+        ports = ports_hashed_to(server, "log_tcp", 1, 8)
+        target = server.worker_pids()[2]
+        os.kill(target, signal.SIGSTOP)  # it cannot take what is passed to it
+        try:
+            clients = [bound_client(port, server.address("log_tcp")) for port in ports]
+            for n, client in enumerate(clients):
+                client.sendall(b"".join(b'{"event": "c%d r%d"}\n' % (n, r) for r in range(100)))
+                client.shutdown(socket.SHUT_WR)
+            # Worker 1 served half and passed half (queued for worker 2, unread).
+            wait_for(lambda: len(server.records()) == 400, what="worker 1's half written")
+        finally:
+            os.kill(target, signal.SIGKILL)
+        records = server.wait_records(800)
+        for client in clients:
+            client.close()
+        assert server.stop() == 0
+        assert sorted(r["message"] for r in records) == sorted(
+            f"c{n} r{r}" for n in range(8) for r in range(100)
+        )
+        summary = server.stderr().strip().splitlines()[-1]
+        assert "800 records written, 0 dropped" in summary
+        assert "records by worker: 1: 800, 2: 0 (1 restarts)" in summary
+
+    def test_sigterm_with_connections_queued_for_a_stopped_worker(self, netlog_factory):
+        """Passed just before the signal, taken by the drain: exit 0, nothing lost."""
+        server = netlog_factory("--workers", "2")
+        ports = ports_hashed_to(server, "log_tcp", 1, 8)
+        target = server.worker_pids()[2]
+        os.kill(target, signal.SIGSTOP)
+        try:
+            clients = [bound_client(port, server.address("log_tcp")) for port in ports]
+            for n, client in enumerate(clients):
+                client.sendall(b"".join(b'{"event": "c%d r%d"}\n' % (n, r) for r in range(100)))
+            wait_for(lambda: len(server.records()) == 400, what="worker 1's half written")
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # the writer has signalled both workers
+        finally:
+            os.kill(target, signal.SIGCONT)
+        assert server.proc.wait(timeout=30) == 0
+        for client in clients:
+            client.close()
+        records = server.records()
+        assert sorted(r["message"] for r in records) == sorted(
+            f"c{n} r{r}" for n in range(8) for r in range(100)
+        )
+        summary = server.stderr().strip().splitlines()[-1]
+        assert "800 records written, 0 dropped" in summary
+        assert "records by worker: 1: 400, 2: 400" in summary
