@@ -465,8 +465,9 @@ class Settings:
         metadata=_option(
             _workers,
             "worker processes sharing the listening ports (SO_REUSEPORT); auto = one per core",
-            readme="worker processes that share the TCP/UDP listening ports (`SO_REUSEPORT`) "
-            "and hand their records to the one writing process; `auto` = one per core",
+            readme="worker processes that share the TCP/UDP listening ports (`SO_REUSEPORT`; "
+            "log connections balanced at accept to the least-loaded worker) and hand their "
+            "records to the one writing process; `auto` = one per core",
         ),
     )
     max_bytes: int = field(
