@@ -186,6 +186,9 @@ class Balancer:
         self.taken_draining = 0
         """Connections taken from the queue since the drain began."""
         self._reader: gevent.Greenlet | None = None
+        self._stopping = False
+        self._idle = False
+        """The reader waits for its queue (killing it there loses nothing)."""
 
     # -- the listeners' hook ------------------------------------------------
 
@@ -225,8 +228,12 @@ class Balancer:
 
     def _receive_forever(self) -> None:
         fd = self.receive.fileno()
-        while True:
-            gevent.socket.wait_read(fd)
+        while not self._stopping:
+            self._idle = True
+            try:
+                gevent.socket.wait_read(fd)
+            finally:
+                self._idle = False
             self.take_queued()
 
     def take_queued(self) -> int:
@@ -256,9 +263,13 @@ class Balancer:
         The caller drains again when any came: a connection taken after its
         listener finished draining would not be waited for otherwise.
         """
-        if self._reader is not None:
-            self._reader.kill()
-            self._reader = None
+        reader, self._reader = self._reader, None
+        self._stopping = True
+        if reader is not None:
+            if self._idle:
+                reader.kill()
+            else:  # serving what it took (waiting for a pool slot): let it finish
+                reader.join()
         self.take_queued()
         return self.taken_draining
 
