@@ -184,7 +184,18 @@ class TlsLogStreamServer(LogStreamServer):
         deadline = time.monotonic() + self.idle_timeout
         # The context in force when the connection came: a reload meanwhile
         # is for the connections after it.
-        tls = wrap(sock, self.contexts.log)
+        try:
+            tls = wrap(sock, self.contexts.log)
+        except OSError as exc:
+            # Reset before its handshake began: CPython's wrap_socket finds
+            # the socket unconnected and probes it with recv(1), which raises.
+            # A refused handshake, not a decoder's internal error.
+            self.stats.notes["tls_refused"] += 1
+            self.report(
+                f"{self.name}: TLS handshake from {_peer(sock)} refused: {_reason(exc)}",
+                key=f"{self.name}:tls_refused",
+            )
+            return None
         while True:
             limit = min(deadline, self.drain_deadline) if self.draining else deadline
             try:

@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -458,3 +459,20 @@ class TestOtlpOverHttps:
         plain = f"http://127.0.0.1:{port}/health"
         with pytest.raises(OSError), urllib.request.urlopen(plain, timeout=10) as response:
             response.read()
+
+
+class TestResetBeforeHandshake:
+    """A client that connects and resets at once costs a refused handshake, not a bad frame."""
+
+    def test_counted_as_refused_not_as_an_internal_error(self, netlog_factory, pki):
+        server = netlog_factory(*tls_args(pki))
+        for _ in range(20):
+            client = socket.create_connection(server.address("log_tls"), timeout=10)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # a reset, most often before the server wraps the socket
+        with tls_connect(server, pki) as client:
+            client.sendall(b'{"event": "after the resets"}\n')
+        server.wait_records(1)
+        assert server.stop() == 0
+        summary = server.stderr().strip().splitlines()[-1]
+        assert "1 records written, 0 dropped, 0 bad frames" in summary, server.stderr()
