@@ -11,7 +11,7 @@ import socket
 
 import pytest
 from rsyslogd import Rsyslogd, rsyslogd_available
-from tlscerts import make_pki
+from tlscerts import make_pki, tls_args
 
 from netlogproc import wait_for
 
@@ -94,16 +94,7 @@ class TestRsyslogForwards:
     def test_tls_rfc5425_with_client_certificate(self, netlog_factory, tmp_path):
         """omfwd with gtls, x509/name, and a client certificate netlog requires (mTLS)."""
         pki = make_pki(tmp_path / "pki")
-        server = netlog_factory(
-            "--log-tls-port",
-            "0",
-            "--tls-cert",
-            str(pki.server_cert),
-            "--tls-key",
-            str(pki.server_key),
-            "--tls-client-ca",
-            str(pki.ca),
-        )
+        server = netlog_factory(*tls_args(pki, "--tls-client-ca", str(pki.ca)))
         action = omfwd(
             server.ports["log_tls"],
             RFC5424_TEMPLATE,

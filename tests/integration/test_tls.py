@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tlscerts import issue, make_ca, make_pki, write_pair
+from tlscerts import issue, make_ca, make_pki, tls_args, write_pair
 
 from netlog.client import SinkHandler, configure
 from netlogproc import HOST, ROOT, wait_for
@@ -32,18 +32,6 @@ IDLE = 2.0
 @pytest.fixture
 def pki(tmp_path):
     return make_pki(tmp_path / "pki")
-
-
-def tls_args(pki, *extra: str) -> tuple[str, ...]:
-    return (
-        "--log-tls-port",
-        "0",
-        "--tls-cert",
-        str(pki.server_cert),
-        "--tls-key",
-        str(pki.server_key),
-        *extra,
-    )
 
 
 def client_context(pki, *, cert=None, key=None) -> ssl.SSLContext:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from reliability_kit import record_figure
 from test_http import metric, metric_values, read_events
-from tlscerts import make_pki
+from tlscerts import make_pki, tls_args
 
 from netlogproc import HOST, start, wait_for
 
@@ -417,18 +417,7 @@ class TestBalance:
         self, netlog_factory, tmp_path, tls
     ):
         pki = make_pki(tmp_path / "pki") if tls else None
-        extra = (
-            ()
-            if pki is None
-            else (
-                "--log-tls-port",
-                "0",
-                "--tls-cert",
-                str(pki.server_cert),
-                "--tls-key",
-                str(pki.server_key),
-            )
-        )
+        extra = () if pki is None else tls_args(pki)
         listener = "log_tls" if tls else "log_tcp"
         server = netlog_factory("--workers", "2", *extra)
         ports = ports_hashed_to(server, listener, 1, 8)

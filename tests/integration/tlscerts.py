@@ -147,3 +147,16 @@ def make_pki(directory: Path) -> Pki:
         wrong_client_key=directory / "wrong.key",
         other_ca=directory / "other-ca.crt",
     )
+
+
+def tls_args(pki: Pki, *extra: str) -> tuple[str, ...]:
+    """A server's options for a TLS log port with ``pki``'s certificate, then ``extra``."""
+    return (
+        "--log-tls-port",
+        "0",
+        "--tls-cert",
+        str(pki.server_cert),
+        "--tls-key",
+        str(pki.server_key),
+        *extra,
+    )
