@@ -409,6 +409,26 @@ def settle(server, idle: dict[int, int], count: int) -> tuple[int, int]:
     return wait_for(accepted, what="every connection accepted")
 
 
+def queue_for_stopped_worker(
+    server, ports: list[int], idle: dict[int, int]
+) -> tuple[list[socket.socket], int, int]:
+    """8 connections from ``ports`` (hashed to worker 1), those passed queued for worker 2.
+
+    Worker 2 is stopped by the caller, after ``ports`` and ``idle`` were found
+    (that needs it running).  Each connection sends 100 records; returns once
+    worker 1's share is written, with the clients, how many worker 1 kept and
+    how many it passed.
+    """
+    clients = [bound_client(port, server.address("log_tcp")) for port in ports]
+    kept, passed = settle(server, idle, 8)  # before any record: no count falls meanwhile
+    assert passed >= 3
+    for n, client in enumerate(clients):
+        client.sendall(b"".join(b'{"event": "c%d r%d"}\n' % (n, r) for r in range(100)))
+    # Worker 1 serves what it kept; the rest is queued for worker 2, unread.
+    wait_for(lambda: len(server.records()) == 100 * kept, what="worker 1's share written")
+    return clients, kept, passed
+
+
 class TestBalance:
     """Connections the kernel gives one worker are passed at accept to the less-loaded one."""
 
@@ -476,14 +496,9 @@ class TestBalance:
         target = server.worker_pids()[2]
         os.kill(target, signal.SIGSTOP)  # it cannot take what is passed to it
         try:
-            clients = [bound_client(port, server.address("log_tcp")) for port in ports]
-            kept, passed = settle(server, idle, 8)  # before any record: no count falls meanwhile
-            assert passed >= 3
-            for n, client in enumerate(clients):
-                client.sendall(b"".join(b'{"event": "c%d r%d"}\n' % (n, r) for r in range(100)))
+            clients, _kept, _passed = queue_for_stopped_worker(server, ports, idle)
+            for client in clients:
                 client.shutdown(socket.SHUT_WR)
-            # Worker 1 serves what it kept; the rest is queued for worker 2, unread.
-            wait_for(lambda: len(server.records()) == 100 * kept, what="worker 1's share written")
         finally:
             os.kill(target, signal.SIGKILL)
         records = server.wait_records(800)
@@ -505,12 +520,7 @@ class TestBalance:
         target = server.worker_pids()[2]
         os.kill(target, signal.SIGSTOP)
         try:
-            clients = [bound_client(port, server.address("log_tcp")) for port in ports]
-            kept, passed = settle(server, idle, 8)  # before any record: no count falls meanwhile
-            assert passed >= 3
-            for n, client in enumerate(clients):
-                client.sendall(b"".join(b'{"event": "c%d r%d"}\n' % (n, r) for r in range(100)))
-            wait_for(lambda: len(server.records()) == 100 * kept, what="worker 1's share written")
+            clients, kept, passed = queue_for_stopped_worker(server, ports, idle)
             server.send_signal(signal.SIGTERM)
             time.sleep(0.3)  # the writer has signalled both workers
         finally:
