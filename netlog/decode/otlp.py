@@ -120,6 +120,7 @@ MAX_NAME_PARTS: Final = 8
 #: The codings ``Content-Encoding`` may name, as :func:`inflate` calls them.
 _CODINGS: Final = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "zlib"}
 _FORMAT: Final = "otlp"
+_new_record: Final = tuple.__new__
 #: ``severity_number`` // 4 (after minus one) to the level records carry.
 _LEVELS: Final = ("trace", "debug", "info", "warning", "error", "critical")
 _TRACE_ID_BYTES: Final = 16
@@ -439,7 +440,7 @@ class _Mapper:
         budget = _Budget()
         budget.cut = inherited_cut
         pairs = self._pairs(log_record.attributes, budget)
-        fields = inherited.fields()
+        fields = inherited.fields(pairs)
         for key, value in pairs:
             if "." in key or type(fields.get(key)) is dict:
                 _put(fields, key, value)
@@ -463,7 +464,11 @@ class _Mapper:
         if budget.cut:
             fields["otlp_cut"] = budget.cut
             self.notes["otlp_cut"] += budget.cut
-        record = Record(ts, self.received, level, logger, message, fields, exc, self.peer, _FORMAT)
+        # tuple.__new__: Record's own __new__ is a Python function (its defaults given here).
+        record = _new_record(
+            Record,
+            (ts, self.received, level, logger, message, fields, exc, self.peer, _FORMAT, "", ""),
+        )
         if len(message) > self.max_line:
             record = cap_message(record, self.max_line, self.notes)
         return record
@@ -569,9 +574,21 @@ class _Template:
         ]
         return node, nested
 
-    def fields(self) -> dict[str, Any]:
-        """A record's own copy of the inherited fields."""
-        return _Template._copy(self._flat, self._nested)
+    def fields(self, own: list[tuple[str, Any]]) -> dict[str, Any]:
+        """A record's own copy of the inherited fields, before its ``own`` attributes are put.
+
+        Only a dotted name may nest into an inherited dict (:func:`_put`;
+        what else a record sets is set at the top), so a record none of
+        whose own names has a dot gets a copy of the top level only: the
+        inherited nesting dicts are then shared, as the inherited values
+        are, and no record changes them.
+        """
+        nested = self._nested
+        if nested:
+            for key, _ in own:
+                if "." in key:
+                    return _Template._copy(self._flat, nested)
+        return dict(self._flat)
 
     @staticmethod
     def _copy(flat: dict[str, Any], nested: list[Any]) -> dict[str, Any]:

@@ -102,3 +102,30 @@ def test_records_do_not_share_the_dicts_they_nest_into() -> None:
     assert first.fields == {"service": {"name": "checkout", "version": "1"}}
     assert second.fields == {"service": {"name": "checkout", "version": "2"}}
     assert first.fields["service"] is not second.fields["service"]
+
+
+def test_records_without_dotted_names_share_inherited_dicts_that_no_record_changes() -> None:
+    """A record with no dotted name of its own copies only the top level (``_Template.fields``).
+
+    The nesting dicts it then shares must stay as inherited whatever the
+    records after it do: here one puts ``exception.stacktrace`` into the
+    inherited ``exception`` group, which ``_exception`` then empties.
+    """
+    inherited = {"service.name": "checkout", "exception.stacktrace": "resource's text"}
+    own: list[dict[str, Any]] = [{}, {"user": "ada"}, {"exception.stacktrace": "own"}, {"n": 1}]
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.extend(attrs(inherited))
+    scope_logs = resource_logs.scope_logs.add()
+    for attributes in own:
+        scope_logs.log_records.add().attributes.extend(attrs(attributes))
+
+    records = decode_export(request.SerializeToString(), PROTOBUF, PEER, NOW, limit=1 << 20).records
+
+    assert [r.exc for r in records] == [None, None, "own", None]
+    assert records[2].fields == {"service": {"name": "checkout"}}  # its emptied group removed
+    for record, attributes in zip(records, own, strict=True):
+        if "exception.stacktrace" not in attributes:
+            assert record.fields == reference(inherited, attributes)
+    assert records[0].fields["service"] is records[1].fields["service"]  # shared, unchanged
+    assert records[2].fields["service"] is not records[0].fields["service"]
