@@ -472,7 +472,7 @@ class ForwardDecoder(ConnectionBookkeeping):
         :meth:`_json_line` builds it, without its call layers (``_entries``,
         ``_record``, ``_json_line``, ``is_deep``, ``event_time``, the line
         encoded to bytes): Docker's driver sends a frame a record, and
-        those were 0.5 µs of its 7.  Anything else goes through
+        those were 1 µs of its 7.  Anything else goes through
         :meth:`_record` unchanged.
         """
         kind = type(when)
