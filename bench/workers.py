@@ -171,18 +171,20 @@ def writer_cost(lines: list[bytes], batch: int) -> dict[str, float]:
     count = len(lines)
     started = time.perf_counter()
     buffer = FrameBuffer()
-    cut: list[list[bytes]] = []
+    cut: list[tuple[bytes, list[bytes]]] = []
     for start in range(0, len(frames), 1 << 20):
+        # As the writer does: the lines for the live feed, the batch whole for the file.
         cut.extend(
-            split_lines(payload) for _, _, payload in buffer.feed(frames[start : start + (1 << 20)])
+            (payload, split_lines(payload))
+            for _, _, payload in buffer.feed(frames[start : start + (1 << 20)])
         )
     t_cut = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="netlog-writer-") as tmp:
         sink = JsonlFileSink(Path(tmp), max_bytes=1 << 40, backups=1)
         sink.open()
         started = time.perf_counter()
-        for batch_lines in cut:
-            sink.write_lines(batch_lines)
+        for payload, batch_lines in cut:
+            sink.write_chunk(payload, len(batch_lines))
         t_queue = time.perf_counter() - started
         started = time.perf_counter()
         sink.flush()

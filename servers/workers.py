@@ -293,7 +293,7 @@ class Supervisor(Runner):
             return
         for kind, seq, payload in channel.frames():
             if kind in (LINES, FLUSH):
-                self._write(slot, split_lines(payload))
+                self._write(slot, payload)
                 if kind == FLUSH:
                     self._acknowledge(channel, seq)
             elif kind == STATS:
@@ -308,14 +308,19 @@ class Supervisor(Runner):
                 slot.bound.set()
         channel.close()
 
-    def _write(self, slot: WorkerSlot, lines: list[bytes]) -> None:
-        """Append a worker's batch to the store and show it on the live feed."""
-        if not lines:
+    def _write(self, slot: WorkerSlot, payload: bytes) -> None:
+        """Append a worker's batch to the store and show it on the live feed.
+
+        The file takes the batch as it came (one chunk of whole lines); only
+        the live feed needs it cut into lines.
+        """
+        if not payload:
             return
+        lines = split_lines(payload)
         slot.lines += len(lines)
         slot.records += len(lines)
         if self.files is not None:
-            self.files.write_lines(lines)
+            self.files.write_chunk(payload, len(lines))
         if self.feed is not None:
             self.feed.write_batch(LineRecords(lines), lines)
 

@@ -222,11 +222,16 @@ class JsonlFileSink:
         """Failed writes, renames and fsyncs (each one, reported or not)."""
         self._fd: int | None = None
         self._size = 0
+        # Queued chunks, each one or more whole lines, and each chunk's lines:
+        # a batch is queued, written and forgotten without a Python step per
+        # line (a writer of --workers takes a worker's batch as it came).
         self._pending: deque[bytes] = deque()
+        self._pending_counts: deque[int] = deque()
         self._pending_bytes = 0
-        # Bytes of _pending[0] already in the file: nonzero only after a
-        # write failed mid-line, and then that line must be finished before
-        # anything else happens to the file.
+        self._pending_lines = 0
+        # Bytes of _pending[0]'s first line already in the file: nonzero only
+        # after a write failed mid-line, and then that line must be finished
+        # before anything else happens to the file.
         self._head_done = 0
         self._failing = False
         # Failed attempts since the current failure began (for the resume note).
@@ -255,7 +260,7 @@ class JsonlFileSink:
     @property
     def pending_lines(self) -> int:
         """Lines accepted but not (completely) in the file."""
-        return len(self._pending)
+        return self._pending_lines
 
     # -- opening ----------------------------------------------------------
 
@@ -406,8 +411,21 @@ class JsonlFileSink:
         encodes a batch once for every sink and this is its path to the
         file, so nothing here looks at each line again.
         """
-        self._pending.extend(lines)
-        self._pending_bytes += sum(map(len, lines))
+        if lines:
+            self.write_chunk(lines[0] if len(lines) == 1 else b"".join(lines), len(lines))
+
+    def write_chunk(self, data: bytes, lines: int) -> None:
+        r"""Queue ``lines`` whole lines joined in ``data`` (each ends in ``b"\n"``), as one.
+
+        The writer of ``--workers`` queues each worker's batch this way, as it
+        arrived: neither cut into lines nor joined again.
+        """
+        if not data:
+            return
+        self._pending.append(data)
+        self._pending_counts.append(lines)
+        self._pending_bytes += len(data)
+        self._pending_lines += lines
         if self._pending_bytes > self.max_pending:
             self._overflow()
 
@@ -417,16 +435,30 @@ class JsonlFileSink:
             self.flush()
             if self._pending_bytes <= self.max_pending:
                 return
-        pending = self._pending
+        pending, counts = self._pending, self._pending_counts
         # A half-written head line must be finished, never dropped: the file
         # already holds its beginning.
-        head = pending.popleft() if self._head_done else None
+        head = self._take_first_line() if self._head_done else None
         dropped = 0
         while self._pending_bytes > self.max_pending and pending:
-            self._pending_bytes -= len(pending.popleft())
-            dropped += 1
+            chunk = pending[0]
+            excess = self._pending_bytes - self.max_pending
+            # The fewest oldest whole lines that hold ``excess`` bytes.
+            cut = len(chunk) if excess >= len(chunk) else chunk.index(b"\n", excess - 1) + 1
+            if cut == len(chunk):
+                pending.popleft()
+                lines = counts.popleft()
+            else:
+                lines = chunk.count(b"\n", 0, cut)
+                pending[0] = chunk[cut:]
+                counts[0] -= lines
+            self._pending_bytes -= cut
+            self._pending_lines -= lines
+            dropped += lines
         if head is not None:
             pending.appendleft(head)
+            counts.appendleft(1)
+            self._pending_lines += 1
         if dropped:
             self.dropped += dropped
             self._say(
@@ -434,6 +466,20 @@ class JsonlFileSink:
                 f"waiting for {self.path} ({self.dropped} dropped in total)",
                 _KEY_DROPPED,
             )
+
+    def _take_first_line(self) -> bytes:
+        """Take the head chunk's first line off the queue (its bytes stay counted)."""
+        pending, counts = self._pending, self._pending_counts
+        chunk = pending[0]
+        end = chunk.index(b"\n") + 1
+        if end == len(chunk):
+            pending.popleft()
+            counts.popleft()
+        else:
+            pending[0] = chunk[end:]
+            counts[0] -= 1
+        self._pending_lines -= 1
+        return chunk[:end]
 
     # -- writing ----------------------------------------------------------
 
@@ -473,11 +519,12 @@ class JsonlFileSink:
         pending = self._pending
         may_rotate = self.max_bytes > 0
         while pending:
-            parts: list[bytes | memoryview] = []
-            if self._head_done:
-                # Finish the line a failed write left half done, whatever the size.
-                parts.append(memoryview(pending[0])[self._head_done :])
-            elif may_rotate and self._size > 0 and self._size + len(pending[0]) > self.max_bytes:
+            if (
+                not self._head_done
+                and may_rotate
+                and self._size > 0
+                and self._size + pending[0].index(b"\n") + 1 > self.max_bytes
+            ):
                 try:
                     self._rotate()
                 except OSError as exc:
@@ -487,12 +534,7 @@ class JsonlFileSink:
                     may_rotate = False
             fd = self._fd if self._fd is not None else fd
             room = self.max_bytes - self._size if may_rotate else _CHUNK
-            size = sum(len(part) for part in parts)
-            for line in _skip(pending, len(parts)):
-                if (size + len(line) > room or size + len(line) > _CHUNK) and size:
-                    break
-                parts.append(line)
-                size += len(line)
+            parts, size = _gather(pending, self._head_done, min(room, _CHUNK))
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             done = 0
             try:
@@ -507,14 +549,28 @@ class JsonlFileSink:
                 self._consume(done)
 
     def _consume(self, count: int) -> None:
-        """Forget ``count`` bytes that reached the file, line by line."""
+        """Forget ``count`` bytes that reached the file; a chunk written in part is cut."""
         self._pending_bytes -= count
-        pending = self._pending
+        pending, counts = self._pending, self._pending_counts
         offset = count + self._head_done
+        written = 0
         while pending and offset >= len(pending[0]):
             offset -= len(pending.popleft())
-            self.written += 1
-        self._head_done = offset
+            written += counts.popleft()
+        if offset and pending:
+            # Keep the chunk from the line ``offset`` falls in: whole lines
+            # before it are written, and a line begun must be finished first.
+            chunk = pending[0]
+            start = chunk.rfind(b"\n", 0, offset) + 1
+            if start:
+                lines = chunk.count(b"\n", 0, start)
+                written += lines
+                counts[0] -= lines
+                pending[0] = chunk[start:]
+            offset -= start
+        self._head_done = offset if pending else 0
+        self.written += written
+        self._pending_lines -= written
 
     def _still_our_file(self) -> bool:
         """Whether ``records.jsonl`` is still the open file; if not, create it again.
@@ -717,11 +773,13 @@ class JsonlFileSink:
         if self._fd is None:
             return
         self.sync()
-        lost = len(self._pending)
+        lost = self._pending_lines
         if lost:
             self.dropped += lost
             self._pending.clear()
+            self._pending_counts.clear()
             self._pending_bytes = 0
+            self._pending_lines = 0
             self._head_done = 0
             self._say(f"{lost} records could not be written to {self.path} and are lost")
         if self._torn_pending is not None:
@@ -788,12 +846,30 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _skip(lines: deque[bytes], count: int) -> Iterable[bytes]:
-    """Iterate ``lines`` from index ``count`` without copying the deque."""
-    iterator = iter(lines)
-    for _ in range(count):
-        next(iterator, None)
-    return iterator
+def _gather(chunks: deque[bytes], start: int, limit: int) -> tuple[list[bytes | memoryview], int]:
+    """The queued bytes one write takes, from ``start`` in the first chunk, and their size.
+
+    Whole chunks while they fit in ``limit``, then the whole lines of the next
+    that fit; at least the first line, whatever its size (a line longer than
+    ``limit``, or the rest of one a failed write left half done).
+    """
+    parts: list[bytes | memoryview] = []
+    size = 0
+    for chunk in chunks:
+        left = len(chunk) - start
+        if size + left <= limit:
+            parts.append(memoryview(chunk)[start:] if start else chunk)
+            size += left
+        else:
+            end = chunk.rfind(b"\n", start, start + limit - size) + 1
+            if not end and not size:
+                end = chunk.index(b"\n", start) + 1
+            if end > start:
+                parts.append(memoryview(chunk)[start:end])
+                size += end - start
+            break
+        start = 0
+    return parts, size
 
 
 def _read_range(fd: int, start: int, end: int) -> bytes:

@@ -7,6 +7,8 @@ import sys
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netlog.record import Record
 from netlog.report import Reporter
@@ -849,3 +851,65 @@ class TestSync:
         os.close(swap_fd(sink, good))
         sink.close()
         assert sink.write_errors == 1
+
+
+class TestChunks:
+    """A batch queued as one chunk (``write_chunk``) is written as its lines would be."""
+
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        batches=st.lists(st.lists(st.integers(0, 120), min_size=1, max_size=12), max_size=12),
+        budgets=st.lists(st.integers(0, 700), max_size=8),
+        max_bytes=st.sampled_from([0, 300, 1_000, 5_000]),
+    )
+    def test_short_writes_and_rotation_keep_every_line_whole(
+        self, tmp_path_factory, batches, budgets, max_bytes
+    ):
+        """Writes cut short anywhere, rotation anywhere: every line, in order, whole."""
+        directory = tmp_path_factory.mktemp("chunks")
+        sink = JsonlFileSink(directory, max_bytes=max_bytes, backups=10_000)
+        sink.open()
+        real_write = os.write
+        left = list(budgets)
+
+        def short_write(fd, data):
+            """The next budget's bytes at most; ENOSPC once it is spent; then unlimited."""
+            if not left:
+                return real_write(fd, data)
+            budget = left.pop(0)
+            if budget == 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, bytes(data[:budget]))
+
+        n = 0
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "write", short_write)
+            for sizes in batches:
+                lines = [
+                    encode_line(rec(n + k, message="m" * size)) for k, size in enumerate(sizes)
+                ]
+                sink.write_chunk(b"".join(lines), len(lines))
+                n += len(lines)
+                sink.flush()
+                assert sink.written + sink.pending_lines == n
+        sink.close()
+        assert sink.written == n
+        assert sink.dropped == 0
+        assert all_ids(directory) == list(range(n))  # each file whole lines (read_ids parses each)
+        if max_bytes:
+            for path in rotated_paths(directory)[:-1]:
+                assert path.stat().st_size <= max(max_bytes, 700)
+
+    def test_overflow_drops_the_oldest_lines_inside_a_chunk(self, tmp_path):
+        line_size = len(encode_line(rec(0)))
+        sink = JsonlFileSink(tmp_path, max_pending=4 * line_size)
+        lines = [encode_line(rec(i)) for i in range(7)]
+        sink.write_chunk(b"".join(lines), 7)  # not open yet: nothing can be written
+        assert sink.dropped == 3
+        assert sink.pending_lines == 4
+        assert sink.pending_bytes == 4 * line_size
+        sink.open()
+        sink.close()
+        assert read_ids(tmp_path / FILE_NAME) == [3, 4, 5, 6]
