@@ -10,7 +10,7 @@ Who does what (ARCHITECTURE.md, "Every core"):
   (one ``records.jsonl``, one place that rotates), the HTTP and OTLP ports
   (viewer, live feed, API, ``/metrics``, ``/health``, ``POST /log``), the
   forwarder, the ready file and the summary line.  It appends each batch
-  with ``write_lines``, passes it to the viewer's feed, answers a worker's
+  whole with ``write_chunk``, passes its lines to the viewer's feed, answers a worker's
   flush once the batch is written, and adds up the counts each worker
   reports.
 
