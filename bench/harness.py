@@ -498,10 +498,22 @@ def measure_stream(name: str, workdir: Path, p: Params) -> Trial:
     )
 
 
-def measure_udp(name: str, workdir: Path, p: Params) -> Trial:
-    with serving(name, workdir) as server:
-        command = load("udp", HOST, server.ports["responder"], 64, 64, p.seconds, p.warmup)
-        result = run_client(command, p.timeout, server)
+def measure_udp_from(sockets: int) -> Callable[[str, Path, Params], Trial]:
+    """UDP probes from ``sockets`` client sockets (senders), 64 in flight on each."""
+    extra = (sockets,) if sockets > 1 else ()
+
+    def measure(name: str, workdir: Path, p: Params) -> Trial:
+        with serving(name, workdir) as server:
+            command = load(
+                "udp", HOST, server.ports["responder"], 64, 64, p.seconds, p.warmup, *extra
+            )
+            result = run_client(command, p.timeout, server)
+        return udp_trial(server, command, result)
+
+    return measure
+
+
+def udp_trial(server: Running, command: list[str], result: dict[str, Any]) -> Trial:
     seconds = result["seconds"]
     if seconds <= 0 or not result["ops"]:
         return Trial(None, note=f"no replies: {result}", server_command=server.command)
@@ -516,6 +528,9 @@ def measure_udp(name: str, workdir: Path, p: Params) -> Trial:
         client_command=command,
         ports=server.ports,
     )
+
+
+measure_udp = measure_udp_from(1)
 
 
 def measure_ingest(fmt: str) -> Callable[..., Trial]:

@@ -14,10 +14,11 @@
  *   load stream HOST PORT TOTAL CHUNK TIMEOUT
  *       One connection; writes TOTAL bytes in CHUNK-sized writes while
  *       reading the echo; the clock stops when all TOTAL bytes are back.
- *   load udp    HOST PORT SIZE WINDOW SECONDS WARMUP
- *       One UDP socket keeps WINDOW datagrams of SIZE bytes in flight;
- *       a reply lets one more go.  After LOSS_MS of silence the in-flight
- *       ones count as lost and the window is refilled.
+ *   load udp    HOST PORT SIZE WINDOW SECONDS WARMUP [SOCKETS]
+ *       SOCKETS UDP sockets (1 unless given) each keep WINDOW datagrams of
+ *       SIZE bytes in flight, sent and read in batches (sendmmsg,
+ *       recvmmsg); a reply lets one more go.  After LOSS_MS of silence on
+ *       a socket its in-flight ones count as lost and its window is refilled.
  *   load idle   HOST PORT CONNS HOLD
  *       Opens CONNS connections, sends one byte on each and reads its echo
  *       (so the server has really taken each one), prints the "ready" JSON
@@ -62,7 +63,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: load tcp    HOST PORT CONNS SIZE SECONDS WARMUP\n"
             "       load stream HOST PORT TOTAL CHUNK TIMEOUT\n"
-            "       load udp    HOST PORT SIZE WINDOW SECONDS WARMUP\n"
+            "       load udp    HOST PORT SIZE WINDOW SECONDS WARMUP [SOCKETS]\n"
             "       load idle   HOST PORT CONNS HOLD\n");
     exit(2);
 }
@@ -314,43 +315,72 @@ done:;
     return errors ? 1 : 0;
 }
 
-/* ---- udp: WINDOW datagrams in flight ----------------------------------- */
+/* ---- udp: WINDOW datagrams in flight per socket ------------------------- */
+
+#define MAX_SOCKETS 64
+/* Datagrams sent or read per sendmmsg/recvmmsg: the client's syscalls per
+ * probe fall, so a light client leaves the cores to the server. */
+#define BATCH 64
 
 static int mode_udp(int argc, char **argv) {
-    if (argc != 8) usage();
+    if (argc != 8 && argc != 9) usage();
     struct sockaddr_in sa = address(argv[2], argv[3]);
     long size = atol(argv[4]);
     int window = atoi(argv[5]);
     double seconds = atof(argv[6]), warmup = atof(argv[7]);
-    if (size < 8 || size > 65507 || window < 1 || seconds <= 0 || seconds > 600 || warmup < 0)
+    int sockets = argc == 9 ? atoi(argv[8]) : 1;
+    if (size < 8 || size > 65507 || window < 1 || seconds <= 0 || seconds > 600 || warmup < 0 ||
+        sockets < 1 || sockets > MAX_SOCKETS)
         usage();
 
     /* "ping"-like, but not exactly "ping", so every server echoes the same
      * number of bytes back (netlog answers a bare "ping" with "pong"). */
     char *msg = malloc((size_t)size);
-    char *scratch = malloc(65536);
+    char *scratch = malloc((size_t)65536 * BATCH);
     if (!msg || !scratch) die("malloc");
     memset(msg, '.', (size_t)size);
     memcpy(msg, "ping seq=", 9 < size ? 9 : (size_t)size);
     msg[size - 1] = '\n';
 
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
-    int buf = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("connect");
-    nonblocking(fd);
+    struct mmsghdr out[BATCH], in[BATCH];
+    struct iovec out_iov[BATCH], in_iov[BATCH];
+    memset(out, 0, sizeof out);
+    memset(in, 0, sizeof in);
+    for (int k = 0; k < BATCH; k++) {
+        out_iov[k] = (struct iovec){.iov_base = msg, .iov_len = (size_t)size};
+        out[k].msg_hdr.msg_iov = &out_iov[k];
+        out[k].msg_hdr.msg_iovlen = 1;
+        in_iov[k] = (struct iovec){.iov_base = scratch + (size_t)k * 65536, .iov_len = 65536};
+        in[k].msg_hdr.msg_iov = &in_iov[k];
+        in[k].msg_hdr.msg_iovlen = 1;
+    }
+
+    /* Several sockets are several senders: SO_REUSEPORT spreads datagrams
+     * by their addresses, so one socket's all go to one worker. */
+    struct pollfd p[MAX_SOCKETS];
+    int inflight[MAX_SOCKETS];
+    double heard[MAX_SOCKETS];
+    for (int i = 0; i < sockets; i++) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) die("socket");
+        int buf = 4 << 20;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("connect");
+        nonblocking(fd);
+        p[i] = (struct pollfd){.fd = fd, .events = POLLIN};
+        inflight[i] = 0;
+        heard[i] = 0;
+    }
 
     double u0 = 0, s0 = 0;
     double start = now(), counted_from = start + warmup, deadline = counted_from + seconds;
     long long replies = 0, lost = 0, errors = 0;
-    int counting = 0, inflight = 0;
+    int counting = 0;
     if (warmup == 0) {
         cpu(&u0, &s0);
         counting = 1;
     }
-    struct pollfd p = {.fd = fd, .events = POLLIN};
     for (;;) {
         double t = now();
         if (!counting && t >= counted_from) {
@@ -359,38 +389,51 @@ static int mode_udp(int argc, char **argv) {
             counting = 1;
         }
         if (t >= deadline) break;
-        while (inflight < window) {
-            ssize_t w = send(fd, msg, (size_t)size, 0);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
-                /* ECONNREFUSED from an ICMP error: the server is not there. */
-                errors++;
-                break;
+        for (int i = 0; i < sockets; i++) {
+            /* A socket silent for LOSS_MS: what it has in flight is lost. */
+            if (inflight[i] > 0 && t - heard[i] > LOSS_MS / 1000.0) {
+                lost += inflight[i];
+                inflight[i] = 0;
             }
-            inflight++;
+            while (inflight[i] < window) {
+                int want = window - inflight[i] < BATCH ? window - inflight[i] : BATCH;
+                int sent = sendmmsg(p[i].fd, out, (unsigned)want, 0);
+                if (sent < 0) {
+                    if (errno == EINTR) continue;
+                    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
+                    /* ECONNREFUSED from an ICMP error: the server is not there. */
+                    errors++;
+                    break;
+                }
+                if (inflight[i] == 0) heard[i] = t;
+                inflight[i] += sent;
+                if (sent < want) break;
+            }
         }
         if (errors > 1000) break;
-        int n = poll(&p, 1, LOSS_MS);
+        int n = poll(p, (nfds_t)sockets, LOSS_MS);
         if (n < 0) {
             if (errno == EINTR) continue;
             die("poll");
         }
-        if (n == 0) {
-            lost += inflight;
-            inflight = 0;
-            continue;
-        }
-        for (;;) {
-            ssize_t r = recv(fd, scratch, 65536, 0);
-            if (r < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-                errors++;
-                break;
+        t = now();
+        for (int i = 0; n > 0 && i < sockets; i++) {
+            if (!p[i].revents) continue;
+            for (;;) {
+                int got = recvmmsg(p[i].fd, in, BATCH, MSG_DONTWAIT, NULL);
+                if (got < 0) {
+                    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+                    errors++;
+                    break;
+                }
+                for (int k = 0; k < got; k++) {
+                    if (in[k].msg_len == (unsigned)size) replies++;
+                    else errors++;
+                }
+                inflight[i] = inflight[i] > got ? inflight[i] - got : 0;
+                heard[i] = t;
+                if (got < BATCH) break;
             }
-            if (r == size) replies++;
-            else errors++;
-            if (inflight > 0) inflight--;
         }
     }
     double elapsed = now() - counted_from;

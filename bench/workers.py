@@ -45,7 +45,15 @@ from netlog.store.writer import JsonlFileSink
 #: connections by a hash of their addresses, so 8 connections split 4/4 only
 #: 27% of the time (6/2 or worse 29%), and the worker with the larger share
 #: sets the pace; with 32 the split is closer to even.
-WORKLOADS = ("ingest_json", "ingest_pickle", "ingest_json_32", "ingest_pickle_32", "echo_1k", "udp")
+WORKLOADS = (
+    "ingest_json",
+    "ingest_pickle",
+    "ingest_json_32",
+    "ingest_pickle_32",
+    "echo_1k",
+    "udp",
+    "udp_8",
+)
 SPLIT = re.compile(r"records by worker: ([0-9:, ]+)")
 
 
@@ -82,8 +90,11 @@ MEASURES = {
     "ingest_pickle_32": measure_ingest("pickle", 32),
     "echo_1k": harness.BY_KEY["echo_1k"].measure,
     "udp": harness.BY_KEY["udp"].measure,
+    # One client socket is one sender: SO_REUSEPORT sends all its datagrams to
+    # one worker.  Eight are eight senders, as probes from a stack arrive.
+    "udp_8": harness.measure_udp_from(8),
 }
-UNITS = {"echo_1k": "req/s", "udp": "replies/s"}
+UNITS = {"echo_1k": "req/s", "udp": "replies/s", "udp_8": "replies/s"}
 
 
 def trial(key: str, workers: int, workdir: Path, params: harness.Params) -> harness.Trial:
