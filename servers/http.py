@@ -408,7 +408,9 @@ class HttpServer(WSGIServer):  # type: ignore[misc]
     def _handshake(self, sock: Any) -> Any:
         """HTTPS: the TLS handshake within the header timeout, as a waiting connection."""
         assert self.tls is not None
-        tls = wrap(sock, self.tls.http)
+        tls = wrap(sock, self.tls.http, self.stats, self.report, self.name)
+        if tls is None:
+            return None
         me = gevent.getcurrent()
         self.waiting[me] = None
         try:

@@ -114,9 +114,19 @@ class TlsContexts:
         self.loaded += 1
 
 
-def wrap(sock: Any, context: ssl.SSLContext) -> Any:
-    """``sock`` as the server side of a TLS connection, its handshake not begun (no I/O)."""
-    return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+def wrap(sock: Any, context: ssl.SSLContext, stats: Stats, report: Reporter, name: str) -> Any:
+    """``sock`` as the server side of a TLS connection, its handshake not begun.
+
+    ``None`` when the peer reset the connection before: CPython's
+    ``wrap_socket`` finds the socket unconnected and probes it with
+    ``recv(1)``, which raises.  That is a refused handshake like any other
+    (:func:`handshake`), not an internal error; ``sock`` stays its caller's.
+    """
+    try:
+        return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    except OSError as exc:
+        _refused(exc, sock, stats, report, name)
+        return None
 
 
 def handshake(tls: Any, seconds: float, stats: Stats, report: Reporter, name: str) -> bool:
@@ -139,15 +149,20 @@ def handshake(tls: Any, seconds: float, stats: Stats, report: Reporter, name: st
             key=f"{name}:tls_timeout",
         )
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        stats.notes["tls_refused"] += 1
-        report(
-            f"{name}: TLS handshake from {_peer(tls)} refused: {_reason(exc)}",
-            key=f"{name}:tls_refused",
-        )
+        _refused(exc, tls, stats, report, name)
     else:
         return True
     close(tls)
     return False
+
+
+def _refused(exc: BaseException, sock: Any, stats: Stats, report: Reporter, name: str) -> None:
+    """Count a refused handshake and report it (at most once per ten seconds)."""
+    stats.notes["tls_refused"] += 1
+    report(
+        f"{name}: TLS handshake from {_peer(sock)} refused: {_reason(exc)}",
+        key=f"{name}:tls_refused",
+    )
 
 
 def _peer(sock: Any) -> str:
@@ -184,17 +199,8 @@ class TlsLogStreamServer(LogStreamServer):
         deadline = time.monotonic() + self.idle_timeout
         # The context in force when the connection came: a reload meanwhile
         # is for the connections after it.
-        try:
-            tls = wrap(sock, self.contexts.log)
-        except OSError as exc:
-            # Reset before its handshake began: CPython's wrap_socket finds
-            # the socket unconnected and probes it with recv(1), which raises.
-            # A refused handshake, not a decoder's internal error.
-            self.stats.notes["tls_refused"] += 1
-            self.report(
-                f"{self.name}: TLS handshake from {_peer(sock)} refused: {_reason(exc)}",
-                key=f"{self.name}:tls_refused",
-            )
+        tls = wrap(sock, self.contexts.log, self.stats, self.report, self.name)
+        if tls is None:
             return None
         while True:
             limit = min(deadline, self.drain_deadline) if self.draining else deadline

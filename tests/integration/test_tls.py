@@ -464,3 +464,14 @@ class TestResetBeforeHandshake:
         assert server.stop() == 0
         summary = server.stderr().strip().splitlines()[-1]
         assert "1 records written, 0 dropped, 0 bad frames" in summary, server.stderr()
+
+    def test_https_port_counts_each_reset_as_refused(self, netlog_factory, pki):
+        """The HTTPS port takes the same resets: each one refused and counted, then it serves."""
+        server = netlog_factory(*tls_args(pki))
+        for _ in range(20):
+            client = socket.create_connection(("127.0.0.1", server.ports["http"]), timeout=10)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        wait_for(lambda: note(server, pki, "tls_refused") == 20, what="20 refusals counted")
+        assert server.stop() == 0
+        assert "Traceback" not in server.stderr(), server.stderr()
