@@ -72,7 +72,7 @@ import orjson
 
 from netlog.decode.connection import ConnectionBookkeeping
 from netlog.decode.container import STREAM_LEVELS, container_line, leading_level
-from netlog.decode.formats import DEEP_JSON, cap_message, is_deep
+from netlog.decode.formats import DEEP_JSON, cap_message
 from netlog.decode.inflate import inflate
 from netlog.decode.normalize import Budget, expansion_budget, from_json, json_safe
 from netlog.errors import DecodeError
@@ -453,7 +453,7 @@ class ForwardDecoder(ConnectionBookkeeping):
                 ack = msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape")
                 self._acks.append(ack)
 
-    def _entry(  # noqa: C901, PLR0912, PLR0917 - one call per record, its fast path inline
+    def _entry(  # noqa: PLR0917 - one call per record, its fast path inline
         self,
         tag: str,
         when: Any,
@@ -462,18 +462,17 @@ class ForwardDecoder(ConnectionBookkeeping):
         now: float,
         out: list[Record],
     ) -> None:
-        """One ``[time, record]``: a Docker JSON line is built here, anything else by ``_record``.
+        """One ``[time, record]``: a Docker JSON line to :meth:`_json_line` now, else ``_record``.
 
         ``event_bytes`` says the entries' times are EventTimes made
         ``bytes`` by :func:`_unpack_entries`.  A record with a ``log`` string
         that is a JSON object (a containerised structured logger, through
         Docker's driver or Fluent Bit's tail), every key and value a
-        ``str`` and no partial-message key, is built here as
-        :meth:`_json_line` builds it, without its call layers (``_entries``,
-        ``_record``, ``_json_line``, ``is_deep``, ``event_time``, the line
-        encoded to bytes): Docker's driver sends a frame a record, and
-        those were 1 µs of its 7.  Anything else goes through
-        :meth:`_record` unchanged.
+        ``str`` and no partial-message key, skips the layers between
+        (``_entries``, ``_record``, ``event_time``, the line encoded to
+        bytes): Docker's driver sends a frame a record, and those were most
+        of 1 µs of its 7.  Anything else goes through :meth:`_record`
+        unchanged.
         """
         kind = type(when)
         if kind is bytes and event_bytes:
@@ -500,30 +499,7 @@ class ForwardDecoder(ConnectionBookkeeping):
                     obj = None  # text after all: _record notes it
                 if type(obj) is dict:
                     del body["log"]  # the rest is the line's metadata (body is this decoder's own)
-                    # is_deep, on the str: the brackets are ASCII, so counted alike.
-                    deep = len(line) > DEEP_JSON and line.count("{") + line.count("[") > DEEP_JSON
-                    own_ts, _, level, logger, message, fields, exc, peer, _, rid, host = from_json(
-                        obj, self.peer, now, deep=deep, fmt=FORMAT
-                    )
-                    fields.update(body)
-                    name = body.get("container_name")
-                    if name is not None:  # a str, checked above
-                        name = fields["container_name"] = name.lstrip("/")
-                        logger = logger or name or tag
-                    else:
-                        logger = logger or tag
-                    if "tag" not in fields:
-                        fields["tag"] = tag
-                    if own_ts != now:
-                        ts = own_ts
-                    # tuple.__new__: Record's own __new__ is a Python function.
-                    record = _new_record(
-                        Record,
-                        (ts, now, level, logger, message, fields, exc, peer, FORMAT, rid, host),
-                    )
-                    if len(message) > self.max_line:
-                        record = cap_message(record, self.max_line, self.notes)
-                    out.append(record)
+                    self._json_line(tag, ts, body, obj, line, now, out)
                     return
         self._record(tag, ts, body, now, out)
 
@@ -570,7 +546,7 @@ class ForwardDecoder(ConnectionBookkeeping):
                 except orjson.JSONDecodeError:
                     obj = None  # text after all: the long way notes it
                 if type(obj) is dict:
-                    self._json_line(tag, ts, body, obj, raw, now, out)
+                    self._json_line(tag, ts, body, obj, line, now, out)
                     return
             stream = body.get("source") or body.get("stream")
             if line.isascii() and line[:1] not in _NOT_PLAIN and not line.isspace():
@@ -629,37 +605,36 @@ class ForwardDecoder(ConnectionBookkeeping):
         ts: float,
         meta: dict[str, Any],
         obj: dict[str, Any],
-        raw: bytes,
+        line: str,
         now: float,
         out: list[Record],
     ) -> None:
         """:meth:`_line` for a line that is a JSON object (a containerised structured logger).
 
-        ``orjson`` has parsed the line already (from bytes: it reads them
-        faster than a ``str``), so there is no second pass through
-        :func:`~netlog.decode.container.container_line`, whose JSON branch
-        is :func:`~netlog.decode.normalize.from_json` (called here as it
-        is) plus a counter of notes a record, most of the cost at Docker's
-        one record a line.  A line ``orjson`` refuses goes the long
-        way, which notes it (``json_as_text``) as for every transport.
+        ``orjson`` has parsed ``line`` already, so there is no second pass
+        through :func:`~netlog.decode.container.container_line`, whose JSON
+        branch is :func:`~netlog.decode.normalize.from_json` (called here as
+        it is) plus a counter of notes a record, most of the cost at
+        Docker's one record a line.  A line ``orjson`` refuses goes the
+        long way, which notes it (``json_as_text``) as for every transport.
         """
-        deep = len(raw) > DEEP_JSON and is_deep(raw)
-        record = from_json(obj, self.peer, now, deep=deep, fmt=FORMAT)
-        fields = record.fields
+        # is_deep, on the str: the brackets are ASCII, so counted alike.
+        deep = len(line) > DEEP_JSON and line.count("{") + line.count("[") > DEEP_JSON
+        own_ts, _, level, logger, message, fields, exc, peer, _, rid, host = from_json(
+            obj, self.peer, now, deep=deep, fmt=FORMAT
+        )
         fields.update(meta)
         name = meta.get("container_name")
         if type(name) is str:
             name = fields["container_name"] = name.lstrip("/")
-        logger = record.logger or (name if type(name) is str and name else tag)
+        logger = logger or (name if type(name) is str and name else tag)
         if "tag" not in fields:
             fields["tag"] = tag
-        if record.ts != now:
-            ts = record.ts
-        message = record.message
+        if own_ts != now:
+            ts = own_ts
         # tuple.__new__: Record's own __new__ is a Python function, a third of this line's cost.
-        level, exc, kept = record.level, record.exc, record[_KEPT_FROM:]
         record = _new_record(
-            Record, (ts, now, level, logger, message, fields, exc, self.peer, FORMAT, *kept)
+            Record, (ts, now, level, logger, message, fields, exc, peer, FORMAT, rid, host)
         )
         if len(message) > self.max_line:
             record = cap_message(record, self.max_line, self.notes)
