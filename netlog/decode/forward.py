@@ -76,7 +76,7 @@ from netlog.decode.formats import DEEP_JSON, cap_message
 from netlog.decode.inflate import inflate
 from netlog.decode.normalize import Budget, expansion_budget, from_json, json_safe
 from netlog.errors import DecodeError
-from netlog.record import Record
+from netlog.record import Record, new_record
 from netlog.settings import DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE
 
 if TYPE_CHECKING:
@@ -99,9 +99,6 @@ MAX_OPEN_PARTIALS: Final = 8
 #: Ids of over-long lines whose remaining parts are discarded, remembered per connection.
 _MAX_DISCARDING: Final = 64
 _EVENT_TIME: Final = struct.Struct(">II")
-_new_record: Final = tuple.__new__
-#: Record's fields from here on (``id``, ``host``) are kept as from_json made them.
-_KEPT_FROM: Final = Record._fields.index("format") + 1
 #: MessagePack's array 32 header: 0xdd, then the count.
 _ARRAY32: Final = struct.Struct(">BI")
 #: What msgpack raises on bytes it cannot decode (ExtraData, FormatError and
@@ -632,8 +629,8 @@ class ForwardDecoder(ConnectionBookkeeping):
             fields["tag"] = tag
         if own_ts != now:
             ts = own_ts
-        # tuple.__new__: Record's own __new__ is a Python function, a third of this line's cost.
-        record = _new_record(
+        # new_record: Record's own __new__ is a Python function, a third of this line's cost.
+        record = new_record(
             Record, (ts, now, level, logger, message, fields, exc, peer, FORMAT, rid, host)
         )
         if len(message) > self.max_line:

@@ -37,7 +37,7 @@ from netlog.levels import (
     level_from_number,
     level_from_pino,
 )
-from netlog.record import Record
+from netlog.record import Record, new_record
 
 if TYPE_CHECKING:
     from netlog.decode.syslog import SyslogMessage
@@ -398,7 +398,7 @@ def from_logrecord(
     fields, size = _logrecord_fields(data, budget)
     _caller_source(fields)
     budget.charge(size)
-    return _new_record(
+    return new_record(
         Record, (ts, received, level, logger, message, fields, exc, peer, fmt, "", "")
     )
 
@@ -489,10 +489,6 @@ def _logrecord_fields(data: dict[str, Any], budget: Budget) -> tuple[dict[str, A
         _unpack_carried(fields, data[_CARRIED_FIELDS], budget)
     return fields, size
 
-
-#: ``Record(...)`` without the namedtuple's Python-level ``__new__``: the
-#: same tuple, all eleven fields given.
-_new_record: Final = tuple.__new__
 
 #: Key tuple of a LogRecord dict -> (its user keys in order, whether it
 #: carries netlog_fields).  A sender's records share one set of keys, so

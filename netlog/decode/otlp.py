@@ -77,7 +77,7 @@ from netlog.decode.formats import cap_message
 from netlog.decode.inflate import inflate
 from netlog.errors import DecodeError
 from netlog.levels import known_rank
-from netlog.record import Record
+from netlog.record import Record, new_record
 from netlog.settings import DEFAULT_MAX_LINE
 
 TYPE_CHECKING = False
@@ -120,7 +120,6 @@ MAX_NAME_PARTS: Final = 8
 #: The codings ``Content-Encoding`` may name, as :func:`inflate` calls them.
 _CODINGS: Final = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "zlib"}
 _FORMAT: Final = "otlp"
-_new_record: Final = tuple.__new__
 #: ``severity_number`` // 4 (after minus one) to the level records carry.
 _LEVELS: Final = ("trace", "debug", "info", "warning", "error", "critical")
 _TRACE_ID_BYTES: Final = 16
@@ -464,8 +463,8 @@ class _Mapper:
         if budget.cut:
             fields["otlp_cut"] = budget.cut
             self.notes["otlp_cut"] += budget.cut
-        # tuple.__new__: Record's own __new__ is a Python function (its defaults given here).
-        record = _new_record(
+        # new_record: Record's own __new__ is a Python function (its defaults given here).
+        record = new_record(
             Record,
             (ts, self.received, level, logger, message, fields, exc, self.peer, _FORMAT, "", ""),
         )
